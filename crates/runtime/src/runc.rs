@@ -1,0 +1,383 @@
+//! The runc CLI driver.
+
+use std::collections::BTreeMap;
+use std::ffi::OsString;
+use std::fs::File;
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use nix::sys::memfd::{memfd_create, MemFdCreateFlag};
+use robust_reaper::{ExitStatus, Reaper};
+use serde::Deserialize;
+
+use crate::RuntimeError;
+
+/// Per-verb deadlines of runtime calls.
+#[derive(Debug, Clone)]
+pub struct Deadlines {
+    pub per_verb: BTreeMap<String, Duration>,
+    pub default: Duration,
+}
+
+impl Default for Deadlines {
+    fn default() -> Self {
+        Deadlines {
+            per_verb: BTreeMap::new(),
+            default: Duration::from_secs(10),
+        }
+    }
+}
+
+impl Deadlines {
+    pub fn for_verb(&self, verb: &str) -> Duration {
+        self.per_verb.get(verb).copied().unwrap_or(self.default)
+    }
+}
+
+/// How to run the runtime binary.
+#[derive(Debug, Clone)]
+pub struct RuncConfig {
+    /// The binary: a name looked up in PATH, or a path.
+    pub binary: PathBuf,
+    /// The runtime's state root (`--root`).
+    pub root: PathBuf,
+    pub systemd_cgroup: bool,
+    /// Extra global flags placed before the verb (runsc flags, for example).
+    pub global_flags: Vec<String>,
+    pub deadlines: Deadlines,
+}
+
+/// Container stdio handed to the runtime for `create` and `exec`.
+#[derive(Debug, Default)]
+pub struct Stdio {
+    pub stdin: Option<OwnedFd>,
+    pub stdout: Option<OwnedFd>,
+    pub stderr: Option<OwnedFd>,
+}
+
+/// Options of `runc create`.
+#[derive(Debug)]
+pub struct CreateOpts<'a> {
+    pub bundle: &'a Path,
+    pub pid_file: &'a Path,
+    pub console_socket: Option<&'a Path>,
+    pub no_pivot: bool,
+    pub no_new_keyring: bool,
+    pub stdio: Stdio,
+}
+
+/// Options of `runc exec --detach`.
+#[derive(Debug)]
+pub struct ExecOpts<'a> {
+    pub process_json: &'a Path,
+    pub pid_file: &'a Path,
+    pub console_socket: Option<&'a Path>,
+    pub stdio: Stdio,
+}
+
+/// `runc state` output (the fields we use).
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+pub struct ContainerState {
+    pub id: String,
+    #[serde(default)]
+    pub pid: i32,
+    pub status: String,
+    #[serde(default)]
+    pub bundle: String,
+}
+
+/// The runc CLI, every call bounded by its deadline.
+#[derive(Clone)]
+pub struct Runc {
+    cfg: RuncConfig,
+    reaper: Reaper,
+}
+
+/// What a finished call left behind.
+struct Output {
+    stdout: Vec<u8>,
+}
+
+impl Runc {
+    pub fn new(cfg: RuncConfig, reaper: Reaper) -> Runc {
+        Runc { cfg, reaper }
+    }
+
+    pub fn config(&self) -> &RuncConfig {
+        &self.cfg
+    }
+
+    pub fn create(&self, id: &str, opts: CreateOpts<'_>) -> Result<(), RuntimeError> {
+        let mut args: Vec<OsString> = vec!["create".into(), "--bundle".into()];
+        args.push(opts.bundle.into());
+        args.push("--pid-file".into());
+        args.push(opts.pid_file.into());
+        if let Some(s) = opts.console_socket {
+            args.push("--console-socket".into());
+            args.push(s.into());
+        }
+        if opts.no_pivot {
+            args.push("--no-pivot".into());
+        }
+        if opts.no_new_keyring {
+            args.push("--no-new-keyring".into());
+        }
+        args.push(id.into());
+        self.run("create", id, args, Some(opts.stdio), None)
+            .map(|_| ())
+    }
+
+    pub fn exec(&self, id: &str, opts: ExecOpts<'_>) -> Result<(), RuntimeError> {
+        let mut args: Vec<OsString> = vec!["exec".into(), "--detach".into(), "--process".into()];
+        args.push(opts.process_json.into());
+        args.push("--pid-file".into());
+        args.push(opts.pid_file.into());
+        if let Some(s) = opts.console_socket {
+            args.push("--console-socket".into());
+            args.push(s.into());
+        }
+        args.push(id.into());
+        self.run("exec", id, args, Some(opts.stdio), None)
+            .map(|_| ())
+    }
+
+    pub fn start(&self, id: &str) -> Result<(), RuntimeError> {
+        self.simple("start", id, &[])
+    }
+
+    pub fn pause(&self, id: &str) -> Result<(), RuntimeError> {
+        self.simple("pause", id, &[])
+    }
+
+    pub fn resume(&self, id: &str) -> Result<(), RuntimeError> {
+        self.simple("resume", id, &[])
+    }
+
+    pub fn kill(&self, id: &str, signal: u32, all: bool) -> Result<(), RuntimeError> {
+        let sig = signal.to_string();
+        if all {
+            self.simple("kill", id, &["--all", id, &sig])
+        } else {
+            self.simple("kill", id, &[id, &sig])
+        }
+    }
+
+    pub fn delete(&self, id: &str, force: bool) -> Result<(), RuntimeError> {
+        if force {
+            self.simple("delete", id, &["--force", id])
+        } else {
+            self.simple("delete", id, &[id])
+        }
+    }
+
+    /// `runc update --resources -` with the OCI LinuxResources JSON on stdin.
+    pub fn update(&self, id: &str, resources_json: &[u8]) -> Result<(), RuntimeError> {
+        let args = vec!["update".into(), "--resources".into(), "-".into(), id.into()];
+        self.run("update", id, args, None, Some(resources_json))
+            .map(|_| ())
+    }
+
+    pub fn state(&self, id: &str) -> Result<ContainerState, RuntimeError> {
+        let out = self.run("state", id, vec!["state".into(), id.into()], None, None)?;
+        serde_json::from_slice(&out.stdout).map_err(|e| RuntimeError::BadOutput {
+            verb: "state",
+            id: id.to_string(),
+            detail: format!("{e}: {}", String::from_utf8_lossy(&out.stdout)),
+        })
+    }
+
+    /// Pids of the container's processes (`runc ps --format json`).
+    pub fn ps(&self, id: &str) -> Result<Vec<i32>, RuntimeError> {
+        let args = vec!["ps".into(), "--format".into(), "json".into(), id.into()];
+        let out = self.run("ps", id, args, None, None)?;
+        let text = String::from_utf8_lossy(&out.stdout);
+        let trimmed = text.trim();
+        if trimmed.is_empty() || trimmed == "null" {
+            return Ok(Vec::new());
+        }
+        serde_json::from_str(trimmed).map_err(|e| RuntimeError::BadOutput {
+            verb: "ps",
+            id: id.to_string(),
+            detail: format!("{e}: {trimmed}"),
+        })
+    }
+
+    fn simple(&self, verb: &'static str, id: &str, rest: &[&str]) -> Result<(), RuntimeError> {
+        let mut args: Vec<OsString> = vec![verb.into()];
+        if rest.is_empty() {
+            args.push(id.into());
+        } else {
+            args.extend(rest.iter().map(OsString::from));
+        }
+        self.run(verb, id, args, None, None).map(|_| ())
+    }
+
+    /// Run one verb under its deadline. With `stdio` the container's stdio is
+    /// the runtime's (create, exec): its words come from `--log` only.
+    /// Otherwise stdout and stderr go to memory files read after the exit,
+    /// so a large output can never block the runtime on a full pipe.
+    fn run(
+        &self,
+        verb: &'static str,
+        id: &str,
+        args: Vec<OsString>,
+        stdio: Option<Stdio>,
+        input: Option<&[u8]>,
+    ) -> Result<Output, RuntimeError> {
+        let io_err = |context: &'static str| {
+            let id = id.to_string();
+            move |source: std::io::Error| RuntimeError::Io {
+                verb,
+                id,
+                context,
+                source,
+            }
+        };
+        let log = memfile("runtime-log").map_err(io_err("create log file"))?;
+        // The runtime opens our memory file by its /proc path: nothing is
+        // inherited, so concurrent calls never see each other's files.
+        let log_path = format!("/proc/{}/fd/{}", std::process::id(), log.as_raw_fd());
+
+        let mut cmd = Command::new(&self.cfg.binary);
+        cmd.arg("--root")
+            .arg(&self.cfg.root)
+            .arg("--log")
+            .arg(&log_path)
+            .arg("--log-format")
+            .arg("json");
+        if self.cfg.systemd_cgroup {
+            cmd.arg("--systemd-cgroup");
+        }
+        cmd.args(&self.cfg.global_flags);
+        cmd.args(&args);
+        // Its own process group, so a hung runtime and its helpers die together.
+        cmd.process_group(0);
+
+        let mut stdout_file = None;
+        let mut stderr_file = None;
+        match stdio {
+            Some(s) => {
+                cmd.stdin(s.stdin.map_or_else(std::process::Stdio::null, Into::into));
+                cmd.stdout(s.stdout.map_or_else(std::process::Stdio::null, Into::into));
+                cmd.stderr(s.stderr.map_or_else(std::process::Stdio::null, Into::into));
+            }
+            None => {
+                let out = memfile("runtime-stdout").map_err(io_err("create stdout file"))?;
+                let err = memfile("runtime-stderr").map_err(io_err("create stderr file"))?;
+                cmd.stdout(out.try_clone().map_err(io_err("dup stdout file"))?);
+                cmd.stderr(err.try_clone().map_err(io_err("dup stderr file"))?);
+                stdout_file = Some(out);
+                stderr_file = Some(err);
+                match input {
+                    Some(data) => {
+                        let mut f =
+                            memfile("runtime-stdin").map_err(io_err("create stdin file"))?;
+                        f.write_all(data).map_err(io_err("write stdin file"))?;
+                        f.seek(SeekFrom::Start(0))
+                            .map_err(io_err("rewind stdin file"))?;
+                        cmd.stdin(f);
+                    }
+                    None => {
+                        cmd.stdin(std::process::Stdio::null());
+                    }
+                }
+            }
+        }
+
+        let timeout = self.cfg.deadlines.for_verb(verb);
+        let started = Instant::now();
+        let mut child = self.reaper.spawn(&mut cmd).map_err(|e| match e {
+            robust_reaper::ReaperError::Spawn { source, .. } => RuntimeError::Spawn {
+                verb,
+                id: id.to_string(),
+                binary: self.cfg.binary.display().to_string(),
+                source,
+            },
+            other => RuntimeError::Io {
+                verb,
+                id: id.to_string(),
+                context: "spawn",
+                source: std::io::Error::other(other.to_string()),
+            },
+        })?;
+        // Drop our copies of the child's stdio now (they moved into `cmd`).
+        drop(cmd);
+        let (status, timed_out) = child.wait_or_kill(timeout);
+        if timed_out {
+            log::warn!(
+                "msg=\"runtime call exceeded its deadline; process group killed\" verb={verb} id={id} deadline={timeout:?} pid={}",
+                child.pid()
+            );
+            return Err(RuntimeError::Timeout {
+                verb,
+                id: id.to_string(),
+                after: timeout,
+            });
+        }
+        log::debug!(
+            "msg=\"runtime call\" verb={verb} id={id} status=\"{status}\" took={:?}",
+            started.elapsed()
+        );
+        let stdout = stdout_file.map(read_all).unwrap_or_default();
+        if status != ExitStatus::Code(0) {
+            let mut message = last_log_error(&read_all(log));
+            if message.is_empty() {
+                if let Some(f) = stderr_file {
+                    message = String::from_utf8_lossy(&read_all(f)).trim().to_string();
+                }
+            }
+            return Err(RuntimeError::Failed {
+                verb,
+                id: id.to_string(),
+                status,
+                message,
+            });
+        }
+        Ok(Output { stdout })
+    }
+}
+
+fn memfile(name: &str) -> std::io::Result<File> {
+    let fd = memfd_create(
+        &std::ffi::CString::new(name).unwrap_or_default(),
+        MemFdCreateFlag::MFD_CLOEXEC,
+    )?;
+    Ok(File::from(fd))
+}
+
+fn read_all(mut f: File) -> Vec<u8> {
+    let mut buf = Vec::new();
+    if f.seek(SeekFrom::Start(0)).is_ok() {
+        let _ = f.read_to_end(&mut buf);
+    }
+    buf
+}
+
+/// The messages of the runtime's JSON log at level error (runc writes the
+/// cause of a failure there), joined; plain text lines are kept as they are.
+pub(crate) fn last_log_error(log: &[u8]) -> String {
+    #[derive(Deserialize)]
+    struct Line {
+        #[serde(default)]
+        level: String,
+        #[serde(default)]
+        msg: String,
+    }
+    let text = String::from_utf8_lossy(log);
+    let mut errors = Vec::new();
+    for raw in text.lines().filter(|l| !l.trim().is_empty()) {
+        match serde_json::from_str::<Line>(raw) {
+            Ok(l) if l.level == "error" || l.level == "fatal" => errors.push(l.msg),
+            Ok(_) => {}
+            Err(_) => errors.push(raw.trim().to_string()),
+        }
+    }
+    errors.join("; ")
+}
+
+#[cfg(test)]
+mod tests;
