@@ -1,1 +1,72 @@
-fn main() {}
+//! containerd-shim-robust-v2: a containerd runtime v2 shim. This binary only
+//! parses the command line and dispatches; the work lives in the library
+//! crates (reaper, runtime, cleanup, service).
+
+mod args;
+mod daemon;
+mod delete;
+mod logger;
+mod start;
+
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    let args = match args::parse(std::env::args().skip(1)) {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("containerd-shim-robust-v2: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    if args.version {
+        println!(
+            "containerd-shim-robust-v2:\n  Version:  {}\n  Runtime:  io.containerd.robust.v2\n  Task API: v2, v3",
+            env!("CARGO_PKG_VERSION")
+        );
+        return ExitCode::SUCCESS;
+    }
+    let res = match args.action.as_str() {
+        "start" => {
+            logger::init(
+                Box::new(std::io::stderr()),
+                log::LevelFilter::Info,
+                &args.namespace,
+            );
+            start::run(args)
+        }
+        "delete" => {
+            logger::init(
+                Box::new(std::io::stderr()),
+                log::LevelFilter::Info,
+                &args.namespace,
+            );
+            delete::run(args)
+        }
+        "" if args.info => info(),
+        "" => daemon::run(args),
+        other => Err(anyhow::anyhow!(
+            "unknown action {other:?} (expected start or delete)"
+        )),
+    };
+    match res {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("containerd-shim-robust-v2: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// `-info`: containerd 2.x asks for the runtime's name and version.
+fn info() -> anyhow::Result<()> {
+    use containerd_shim_protos::protobuf::{Message, MessageField};
+    use containerd_shim_protos::types::introspection::{RuntimeInfo, RuntimeVersion};
+    use std::io::Write;
+    let mut v = RuntimeVersion::new();
+    v.version = env!("CARGO_PKG_VERSION").to_string();
+    let mut i = RuntimeInfo::new();
+    i.name = "io.containerd.robust.v2".to_string();
+    i.version = MessageField::some(v);
+    std::io::stdout().write_all(&i.write_to_bytes()?)?;
+    Ok(())
+}

@@ -1,0 +1,76 @@
+//! A container: its bundle, its runtime, its init and its execs.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+use robust_config::{Config, RuntimeKind};
+use robust_reaper::Reaper;
+use robust_runtime::{Deadlines, Runc, RuncConfig};
+
+use crate::error::{Error, Result};
+use crate::process::Process;
+
+pub struct Container {
+    pub id: String,
+    pub bundle: PathBuf,
+    pub runc: Runc,
+    pub config: Config,
+    pub init: Arc<Process>,
+    pub execs: Mutex<HashMap<String, Arc<Process>>>,
+    /// The rootfs we mounted (and so must unmount), if any.
+    pub rootfs: Option<PathBuf>,
+}
+
+impl Container {
+    /// The init (empty exec id) or the named exec.
+    pub fn process(&self, exec_id: &str) -> Result<Arc<Process>> {
+        if exec_id.is_empty() {
+            return Ok(self.init.clone());
+        }
+        self.execs
+            .lock()
+            .map_err(|_| Error::poisoned("execs"))?
+            .get(exec_id)
+            .cloned()
+            .ok_or_else(|| {
+                Error::NotFound(format!("exec {exec_id} of container {} not found", self.id))
+            })
+    }
+
+    pub fn pid_file(&self, exec_id: &str) -> PathBuf {
+        if exec_id.is_empty() {
+            self.bundle.join("init.pid")
+        } else {
+            self.bundle.join(format!("{exec_id}.pid"))
+        }
+    }
+}
+
+/// The runtime driver a config asks for, in `namespace`.
+pub fn runc_from_config(cfg: &Config, namespace: &str, reaper: Reaper) -> Result<Runc> {
+    let root = cfg.runtime_root(namespace)?;
+    let mut per_verb = BTreeMap::new();
+    for verb in [
+        "create", "start", "exec", "kill", "delete", "state", "pause", "resume", "update", "ps",
+    ] {
+        per_verb.insert(verb.to_string(), cfg.timeouts.for_verb(verb));
+    }
+    let global_flags = match cfg.runtime_kind() {
+        RuntimeKind::Runsc => cfg.runsc_flags(),
+        RuntimeKind::Runc => Vec::new(),
+    };
+    Ok(Runc::new(
+        RuncConfig {
+            binary: PathBuf::from(&cfg.runtime.binary),
+            root,
+            systemd_cgroup: cfg.runtime.systemd_cgroup,
+            global_flags,
+            deadlines: Deadlines {
+                per_verb,
+                default: cfg.timeouts.for_verb("default"),
+            },
+        },
+        reaper,
+    ))
+}

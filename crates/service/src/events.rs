@@ -1,0 +1,255 @@
+//! Publishing task events to containerd.
+//!
+//! Events go into a bounded queue; one thread forwards them in order over
+//! ttrpc to containerd's events service, retrying with backoff for up to
+//! the publish bound and reconnecting when the connection broke (containerd
+//! restarted). What finally cannot be delivered is logged with its topic
+//! and container id.
+
+use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TrySendError};
+use std::time::{Duration, Instant, SystemTime};
+
+use containerd_shim_protos::events::task as ev;
+use containerd_shim_protos::protobuf::well_known_types::any::Any;
+use containerd_shim_protos::protobuf::well_known_types::timestamp::Timestamp;
+use containerd_shim_protos::protobuf::{Message, MessageField};
+use containerd_shim_protos::shim::event::Envelope;
+use containerd_shim_protos::shim::events::ForwardRequest;
+use containerd_shim_protos::EventsClient;
+
+const QUEUE: usize = 4096;
+
+/// One event to publish.
+pub struct Event {
+    pub topic: &'static str,
+    pub container_id: String,
+    pub type_url: &'static str,
+    pub payload: Vec<u8>,
+    pub at: SystemTime,
+}
+
+impl Event {
+    fn new<M: Message>(
+        topic: &'static str,
+        container_id: &str,
+        type_url: &'static str,
+        m: &M,
+    ) -> Event {
+        Event {
+            topic,
+            container_id: container_id.to_string(),
+            type_url,
+            payload: m.write_to_bytes().unwrap_or_default(),
+            at: SystemTime::now(),
+        }
+    }
+}
+
+/// Builders for each task event, with containerd's type urls.
+pub fn task_create(m: &ev::TaskCreate) -> Event {
+    Event::new(
+        "/tasks/create",
+        &m.container_id,
+        "containerd.events.TaskCreate",
+        m,
+    )
+}
+pub fn task_start(m: &ev::TaskStart) -> Event {
+    Event::new(
+        "/tasks/start",
+        &m.container_id,
+        "containerd.events.TaskStart",
+        m,
+    )
+}
+pub fn task_exit(m: &ev::TaskExit) -> Event {
+    Event::new(
+        "/tasks/exit",
+        &m.container_id,
+        "containerd.events.TaskExit",
+        m,
+    )
+}
+pub fn task_delete(m: &ev::TaskDelete) -> Event {
+    Event::new(
+        "/tasks/delete",
+        &m.container_id,
+        "containerd.events.TaskDelete",
+        m,
+    )
+}
+pub fn task_exec_added(m: &ev::TaskExecAdded) -> Event {
+    Event::new(
+        "/tasks/exec-added",
+        &m.container_id,
+        "containerd.events.TaskExecAdded",
+        m,
+    )
+}
+pub fn task_exec_started(m: &ev::TaskExecStarted) -> Event {
+    Event::new(
+        "/tasks/exec-started",
+        &m.container_id,
+        "containerd.events.TaskExecStarted",
+        m,
+    )
+}
+pub fn task_paused(m: &ev::TaskPaused) -> Event {
+    Event::new(
+        "/tasks/paused",
+        &m.container_id,
+        "containerd.events.TaskPaused",
+        m,
+    )
+}
+pub fn task_resumed(m: &ev::TaskResumed) -> Event {
+    Event::new(
+        "/tasks/resumed",
+        &m.container_id,
+        "containerd.events.TaskResumed",
+        m,
+    )
+}
+pub fn task_oom(m: &ev::TaskOOM) -> Event {
+    Event::new(
+        "/tasks/oom",
+        &m.container_id,
+        "containerd.events.TaskOOM",
+        m,
+    )
+}
+
+pub fn timestamp(t: SystemTime) -> MessageField<Timestamp> {
+    let d = t.duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default();
+    let mut ts = Timestamp::new();
+    ts.seconds = d.as_secs() as i64;
+    ts.nanos = d.subsec_nanos() as i32;
+    MessageField::some(ts)
+}
+
+/// Where events go.
+#[derive(Clone)]
+pub struct Publisher {
+    tx: Option<SyncSender<Event>>,
+}
+
+impl Publisher {
+    /// A publisher forwarding to containerd's ttrpc address for `namespace`.
+    /// An empty address gives a publisher that drops events (used by tests
+    /// and the one-shot actions).
+    pub fn start(address: &str, namespace: &str, bound: Duration) -> Publisher {
+        if address.is_empty() {
+            return Publisher { tx: None };
+        }
+        let (tx, rx) = sync_channel(QUEUE);
+        let address = address.to_string();
+        let namespace = namespace.to_string();
+        let spawned = std::thread::Builder::new()
+            .name("publisher".into())
+            .stack_size(256 * 1024)
+            .spawn(move || forward_loop(rx, &address, &namespace, bound));
+        if let Err(e) = spawned {
+            log::error!(
+                "msg=\"cannot start event publisher; events will be dropped\" error=\"{e}\""
+            );
+            return Publisher { tx: None };
+        }
+        Publisher { tx: Some(tx) }
+    }
+
+    pub fn discard() -> Publisher {
+        Publisher { tx: None }
+    }
+
+    pub fn publish(&self, e: Event) {
+        let Some(tx) = &self.tx else { return };
+        let (topic, id) = (e.topic, e.container_id.clone());
+        match tx.try_send(e) {
+            Ok(()) => {}
+            Err(TrySendError::Full(_)) => {
+                log::warn!("msg=\"event queue full; event dropped\" topic={topic} id={id}")
+            }
+            Err(TrySendError::Disconnected(_)) => {
+                log::warn!("msg=\"event publisher stopped; event dropped\" topic={topic} id={id}")
+            }
+        }
+    }
+}
+
+fn connect(address: &str) -> Option<EventsClient> {
+    let addr = if address.starts_with("unix://") {
+        address.to_string()
+    } else {
+        format!("unix://{address}")
+    };
+    match ttrpc::Client::connect(&addr) {
+        Ok(c) => Some(EventsClient::new(c)),
+        Err(e) => {
+            log::debug!(
+                "msg=\"connect to containerd events failed\" address={address} error=\"{e}\""
+            );
+            None
+        }
+    }
+}
+
+fn forward_loop(rx: Receiver<Event>, address: &str, namespace: &str, bound: Duration) {
+    let mut client: Option<EventsClient> = None;
+    for e in rx {
+        let mut req = ForwardRequest::new();
+        let mut env = Envelope::new();
+        env.timestamp = timestamp(e.at);
+        env.namespace = namespace.to_string();
+        env.topic = e.topic.to_string();
+        let mut any = Any::new();
+        any.type_url = e.type_url.to_string();
+        any.value = e.payload;
+        env.event = MessageField::some(any);
+        req.envelope = MessageField::some(env);
+
+        let deadline = Instant::now() + bound;
+        let mut backoff = Duration::from_millis(20);
+        let mut attempts = 0u32;
+        loop {
+            attempts += 1;
+            if client.is_none() {
+                client = connect(address);
+            }
+            let sent = match &client {
+                Some(c) => {
+                    let mut ctx =
+                        ttrpc::context::with_timeout(Duration::from_secs(2).as_nanos() as i64);
+                    ctx.add(
+                        "containerd-namespace-ttrpc".to_string(),
+                        namespace.to_string(),
+                    );
+                    c.forward(ctx, &req).map_err(|err| err.to_string())
+                }
+                None => Err("not connected".to_string()),
+            };
+            match sent {
+                Ok(_) => break,
+                Err(err) => {
+                    client = None;
+                    if Instant::now() >= deadline {
+                        log::warn!(
+                            "msg=\"event not delivered; giving up\" topic={} id={} attempts={attempts} error=\"{err}\"",
+                            e.topic, e.container_id
+                        );
+                        break;
+                    }
+                    if attempts == 1 {
+                        log::warn!(
+                            "msg=\"event delivery failed; retrying\" topic={} id={} error=\"{err}\"",
+                            e.topic, e.container_id
+                        );
+                    }
+                    std::thread::sleep(
+                        backoff.min(deadline.saturating_duration_since(Instant::now())),
+                    );
+                    backoff = (backoff * 2).min(Duration::from_millis(500));
+                }
+            }
+        }
+    }
+}

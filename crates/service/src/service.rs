@@ -1,0 +1,983 @@
+//! The Task service: containerd's calls, one method each, over the
+//! containers this daemon runs.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::mpsc::{Receiver, Sender};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
+
+use containerd_shim_protos::api;
+use containerd_shim_protos::events::task as ev;
+use containerd_shim_protos::protobuf::well_known_types::any::Any;
+use containerd_shim_protos::protobuf::well_known_types::empty::Empty;
+use containerd_shim_protos::protobuf::{Message, MessageField};
+use containerd_shim_protos::shim::oci::ProcessDetails;
+use containerd_shim_protos::types::task::{ProcessInfo, Status as PbStatus};
+use robust_cleanup::{bundle, mount};
+use robust_config::Config;
+use robust_reaper::{Exit, Reaper};
+use robust_runtime::{CreateOpts, ExecOpts, Runc};
+use ttrpc::TtrpcContext;
+
+use crate::container::Container;
+use crate::error::{Error, Result};
+use crate::events::{self, Publisher};
+use crate::process::{Process, Status};
+use crate::stdio::{self, StdioPaths};
+
+/// How long an exit of an unknown pid is kept for a process that may
+/// register it right after (create/exec returned, pid file not read yet).
+const EARLY_EXIT_TTL: Duration = Duration::from_secs(30);
+
+/// Routes reaped exits to the process that owns the pid. One lock orders
+/// registration against delivery, so an exit is never lost between a
+/// runtime call returning and its pid file being read.
+#[derive(Default)]
+struct ExitRouter {
+    pids: HashMap<i32, (String, String)>,
+    early: HashMap<i32, Exit>,
+}
+
+/// The shim daemon's service.
+#[derive(Clone)]
+pub struct Service {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    namespace: String,
+    reaper: Reaper,
+    publisher: Publisher,
+    containers: Mutex<HashMap<String, Arc<Container>>>,
+    router: Mutex<ExitRouter>,
+    oom: Option<robust_cgroups::OomWatcher>,
+    shutdown: Mutex<Sender<()>>,
+}
+
+impl Service {
+    /// A service for `namespace`. `exits` is the reaper's sink; `shutdown`
+    /// is signalled when containerd asks the daemon to exit.
+    pub fn new(
+        namespace: &str,
+        reaper: Reaper,
+        exits: Receiver<Exit>,
+        publisher: Publisher,
+        shutdown: Sender<()>,
+    ) -> Service {
+        let (oom_tx, oom_rx) = std::sync::mpsc::channel::<String>();
+        let oom = match robust_cgroups::OomWatcher::new(oom_tx) {
+            Ok(w) => Some(w),
+            Err(e) => {
+                log::warn!("msg=\"OOM events unavailable\" error=\"{e}\"");
+                None
+            }
+        };
+        let svc = Service {
+            inner: Arc::new(Inner {
+                namespace: namespace.to_string(),
+                reaper,
+                publisher,
+                containers: Mutex::new(HashMap::new()),
+                router: Mutex::new(ExitRouter::default()),
+                oom,
+                shutdown: Mutex::new(shutdown),
+            }),
+        };
+        let s = svc.clone();
+        let _ = std::thread::Builder::new()
+            .name("exits".into())
+            .stack_size(256 * 1024)
+            .spawn(move || {
+                for exit in exits {
+                    s.on_exit(exit);
+                }
+            });
+        let s = svc.clone();
+        let _ = std::thread::Builder::new()
+            .name("oom".into())
+            .stack_size(128 * 1024)
+            .spawn(move || {
+                for id in oom_rx {
+                    log::info!("msg=\"container OOM\" id={id}");
+                    let mut m = ev::TaskOOM::new();
+                    m.container_id = id;
+                    s.inner.publisher.publish(events::task_oom(&m));
+                }
+            });
+        svc
+    }
+
+    pub fn namespace(&self) -> &str {
+        &self.inner.namespace
+    }
+
+    pub fn container_count(&self) -> usize {
+        self.inner.containers.lock().map(|c| c.len()).unwrap_or(0)
+    }
+
+    fn container(&self, id: &str) -> Result<Arc<Container>> {
+        self.inner
+            .containers
+            .lock()
+            .map_err(|_| Error::poisoned("containers"))?
+            .get(id)
+            .cloned()
+            .ok_or_else(|| Error::NotFound(format!("container {id} not found")))
+    }
+
+    // ---- exits -------------------------------------------------------
+
+    fn on_exit(&self, exit: Exit) {
+        let owner = {
+            let Ok(mut r) = self.inner.router.lock() else {
+                return;
+            };
+            match r.pids.remove(&exit.pid) {
+                Some(k) => Some(k),
+                None => {
+                    let now = SystemTime::now();
+                    r.early.retain(|_, e| {
+                        now.duration_since(e.at).unwrap_or_default() < EARLY_EXIT_TTL
+                    });
+                    r.early.insert(exit.pid, exit);
+                    None
+                }
+            }
+        };
+        match owner {
+            Some((cid, eid)) => self.deliver_exit(&cid, &eid, exit),
+            None => log::debug!(
+                "msg=\"reaped a process that is not a container process\" pid={} status=\"{}\"",
+                exit.pid,
+                exit.status
+            ),
+        }
+    }
+
+    /// Register `pid` as the process `(cid, eid)`. If it already exited,
+    /// the exit is delivered now.
+    fn register_pid(&self, pid: i32, cid: &str, eid: &str) {
+        let early = {
+            let Ok(mut r) = self.inner.router.lock() else {
+                return;
+            };
+            match r.early.remove(&pid) {
+                Some(e) => Some(e),
+                None => {
+                    r.pids.insert(pid, (cid.to_string(), eid.to_string()));
+                    None
+                }
+            }
+        };
+        if let Some(e) = early {
+            self.deliver_exit(cid, eid, e);
+        }
+    }
+
+    fn unregister_pid(&self, pid: i32) {
+        if let Ok(mut r) = self.inner.router.lock() {
+            r.pids.remove(&pid);
+        }
+    }
+
+    fn deliver_exit(&self, cid: &str, eid: &str, exit: Exit) {
+        let Ok(c) = self.container(cid) else { return };
+        let Ok(p) = c.process(eid) else { return };
+        let code = exit.status.code();
+        log::info!(
+            "msg=\"process exited\" id={cid} exec_id={eid} pid={} status={code}",
+            exit.pid
+        );
+        {
+            let Ok(mut st) = p.lock() else { return };
+            if !Process::set_exited(&mut st, code, exit.at) {
+                return;
+            }
+            if st.starting {
+                st.exit_deferred = true;
+            } else {
+                self.publish_exit(cid, &p, &st);
+            }
+        }
+        p.notify_exit();
+        let threads = match p.io.lock() {
+            Ok(mut io) => io.as_mut().map(|io| io.finish_after_exit()),
+            Err(_) => None,
+        };
+        // Output threads end by themselves at EOF; they are not joined, so
+        // a grandchild holding stdout cannot stall the exit loop.
+        drop(threads);
+    }
+
+    fn publish_exit(&self, cid: &str, p: &Process, st: &crate::process::State) {
+        let mut m = ev::TaskExit::new();
+        m.container_id = cid.to_string();
+        m.id = if p.exec_id.is_empty() {
+            cid.to_string()
+        } else {
+            p.exec_id.clone()
+        };
+        m.pid = st.pid as u32;
+        m.exit_status = st.exit_code;
+        m.exited_at = events::timestamp(st.exited_at.unwrap_or_else(SystemTime::now));
+        self.inner.publisher.publish(events::task_exit(&m));
+    }
+
+    // ---- create ------------------------------------------------------
+
+    fn config_for(&self, options: &MessageField<Any>) -> Result<Config> {
+        match options.as_ref() {
+            Some(any) if !any.type_url.is_empty() => Ok(robust_config::options::config_from_any(
+                &any.type_url,
+                &any.value,
+            )?),
+            _ => Ok(Config::default()),
+        }
+    }
+
+    fn runc_for(&self, cfg: &Config) -> Result<Runc> {
+        crate::container::runc_from_config(cfg, &self.inner.namespace, self.inner.reaper.clone())
+    }
+
+    pub fn do_create(&self, req: api::CreateTaskRequest) -> Result<api::CreateTaskResponse> {
+        let id = req.id.clone();
+        robust_config::ids::validate_container_id(&id)?;
+        if !req.checkpoint.is_empty() {
+            return Err(Error::Unimplemented(format!(
+                "container {id}: restore from checkpoint is not supported"
+            )));
+        }
+        let bundle_dir = PathBuf::from(&req.bundle);
+        if !bundle_dir.is_absolute() || req.bundle.split('/').any(|c| c == "..") {
+            return Err(Error::InvalidArgument(format!(
+                "container {id}: bundle path {:?} must be absolute without ..",
+                req.bundle
+            )));
+        }
+        if self.container(&id).is_ok() {
+            return Err(Error::AlreadyExists(format!(
+                "container {id} already exists"
+            )));
+        }
+        let cfg = self.config_for(&req.options)?;
+        let runc = self.runc_for(&cfg)?;
+
+        // Files cleanup relies on, written before anything can go wrong.
+        bundle::write_atomic(
+            &bundle_dir,
+            "options.json",
+            cfg.to_options_json().as_bytes(),
+        )
+        .map_err(|e| Error::Io(format!("container {id}: write options.json: {e}")))?;
+        bundle::write_atomic(&bundle_dir, "runtime", cfg.runtime.binary.as_bytes())
+            .map_err(|e| Error::Io(format!("container {id}: write runtime: {e}")))?;
+
+        let rootfs = if req.rootfs.is_empty() {
+            None
+        } else {
+            let target = bundle_dir.join("rootfs");
+            std::fs::create_dir_all(&target)
+                .map_err(|e| Error::Io(format!("container {id}: create rootfs dir: {e}")))?;
+            let specs: Vec<mount::MountSpec> = req
+                .rootfs
+                .iter()
+                .map(|m| mount::MountSpec {
+                    kind: m.type_.clone(),
+                    source: m.source.clone(),
+                    options: m.options.clone(),
+                })
+                .collect();
+            mount::mount_all(&specs, &target)
+                .map_err(|e| Error::Io(format!("container {id}: {e}")))?;
+            Some(target)
+        };
+
+        let paths = StdioPaths {
+            stdin: req.stdin.clone(),
+            stdout: req.stdout.clone(),
+            stderr: req.stderr.clone(),
+            terminal: req.terminal,
+        };
+        let undo_mount = |why: &str| {
+            if let Some(r) = &rootfs {
+                if let Err(e) = mount::unmount_all(r, cfg.timeouts.unmount, &id) {
+                    log::warn!("msg=\"unmount after failed create failed\" id={id} why=\"{why}\" error=\"{e}\"");
+                }
+            }
+        };
+        let prepared = match stdio::prepare(&paths, &id) {
+            Ok(p) => p,
+            Err(e) => {
+                undo_mount("stdio");
+                return Err(e);
+            }
+        };
+        let pid_file = bundle_dir.join("init.pid");
+        let console_path = prepared.console.as_ref().map(|c| c.path().to_path_buf());
+        let prepared = {
+            let mut prepared = prepared;
+            let stdio = std::mem::take(&mut prepared.runtime);
+            let res = runc.create(
+                &id,
+                CreateOpts {
+                    bundle: &bundle_dir,
+                    pid_file: &pid_file,
+                    console_socket: console_path.as_deref(),
+                    no_pivot: cfg.runtime.no_pivot_root,
+                    no_new_keyring: cfg.runtime.no_new_keyring,
+                    stdio,
+                },
+            );
+            if let Err(e) = res {
+                log::warn!("msg=\"create failed; cleaning up\" id={id} error=\"{e}\"");
+                if let Err(de) = runc.delete(&id, true) {
+                    if de.kind() != robust_runtime::ErrorKind::NotFound {
+                        log::warn!(
+                            "msg=\"delete after failed create failed\" id={id} error=\"{de}\""
+                        );
+                    }
+                }
+                undo_mount("create");
+                return Err(e.into());
+            }
+            prepared
+        };
+        let fail = |e: Error| {
+            let _ = runc.delete(&id, true);
+            undo_mount("after create");
+            e
+        };
+        let io = prepared.finish(&paths, &id).map_err(fail)?;
+        let pid = bundle::read_pid(&bundle_dir, "init.pid").ok_or_else(|| {
+            fail(Error::Other(format!(
+                "container {id}: runtime create left no valid init.pid"
+            )))
+        })?;
+
+        let init = Arc::new(Process::new("", paths.clone(), Vec::new()));
+        init.lock()?.pid = pid;
+        *init.io.lock().map_err(|_| Error::poisoned("io"))? = Some(io);
+        let container = Arc::new(Container {
+            id: id.clone(),
+            bundle: bundle_dir.clone(),
+            runc,
+            config: cfg,
+            init,
+            execs: Mutex::new(HashMap::new()),
+            rootfs,
+        });
+        self.inner
+            .containers
+            .lock()
+            .map_err(|_| Error::poisoned("containers"))?
+            .insert(id.clone(), container);
+        self.register_pid(pid, &id, "");
+
+        if let Some(oom) = &self.inner.oom {
+            match robust_cgroups::Cgroup::for_pid(pid as u32) {
+                Ok(cg) => {
+                    if let Err(e) = oom.watch(&id, &cg) {
+                        log::warn!("msg=\"cannot watch OOM\" id={id} error=\"{e}\"");
+                    }
+                }
+                Err(e) => {
+                    log::warn!("msg=\"cannot find cgroup for OOM watch\" id={id} error=\"{e}\"")
+                }
+            }
+        }
+
+        let mut m = ev::TaskCreate::new();
+        m.container_id = id.clone();
+        m.bundle = req.bundle.clone();
+        m.rootfs = req.rootfs.clone();
+        let mut tio = ev::TaskIO::new();
+        tio.stdin = req.stdin.clone();
+        tio.stdout = req.stdout.clone();
+        tio.stderr = req.stderr.clone();
+        tio.terminal = req.terminal;
+        m.io = MessageField::some(tio);
+        m.pid = pid as u32;
+        self.inner.publisher.publish(events::task_create(&m));
+        log::info!("msg=\"container created\" id={id} pid={pid}");
+
+        let mut resp = api::CreateTaskResponse::new();
+        resp.pid = pid as u32;
+        Ok(resp)
+    }
+
+    // ---- start / exec ------------------------------------------------
+
+    pub fn do_start(&self, req: api::StartRequest) -> Result<api::StartResponse> {
+        let c = self.container(&req.id)?;
+        let p = c.process(&req.exec_id)?;
+        {
+            let mut st = p.lock()?;
+            if st.status != Status::Created || st.starting {
+                return Err(Error::FailedPrecondition(format!(
+                    "container {} exec {:?}: cannot start a process in state {:?}",
+                    c.id, req.exec_id, st.status
+                )));
+            }
+            st.starting = true;
+        }
+        let res = if req.exec_id.is_empty() {
+            c.runc.start(&c.id).map_err(Error::from).map(|_| p.pid())
+        } else {
+            self.start_exec(&c, &p)
+        };
+        let mut st = p.lock()?;
+        st.starting = false;
+        let pid = match res {
+            Ok(pid) => pid,
+            Err(e) => {
+                if st.exit_deferred {
+                    st.exit_deferred = false;
+                    self.publish_exit(&c.id, &p, &st);
+                }
+                if !req.exec_id.is_empty() {
+                    // A failed exec start is over: nothing to wait for.
+                    let _ = Process::set_exited(&mut st, 255, SystemTime::now());
+                    drop(st);
+                    p.notify_exit();
+                }
+                return Err(e);
+            }
+        };
+        if st.exited_at.is_none() {
+            Process::transition(&mut st, Status::Running)?;
+        }
+        if req.exec_id.is_empty() {
+            let mut m = ev::TaskStart::new();
+            m.container_id = c.id.clone();
+            m.pid = pid as u32;
+            self.inner.publisher.publish(events::task_start(&m));
+        } else {
+            let mut m = ev::TaskExecStarted::new();
+            m.container_id = c.id.clone();
+            m.exec_id = req.exec_id.clone();
+            m.pid = pid as u32;
+            self.inner.publisher.publish(events::task_exec_started(&m));
+        }
+        if st.exit_deferred {
+            st.exit_deferred = false;
+            self.publish_exit(&c.id, &p, &st);
+        }
+        let mut resp = api::StartResponse::new();
+        resp.pid = pid as u32;
+        Ok(resp)
+    }
+
+    fn start_exec(&self, c: &Container, p: &Arc<Process>) -> Result<i32> {
+        let eid = &p.exec_id;
+        let spec_path = c.bundle.join(format!(".{eid}.process.json"));
+        bundle::write_atomic(&c.bundle, &format!(".{eid}.process.json"), &p.spec).map_err(|e| {
+            Error::Io(format!(
+                "container {} exec {eid}: write process spec: {e}",
+                c.id
+            ))
+        })?;
+        let pid_file = c.pid_file(eid);
+        let mut prepared = stdio::prepare(&p.stdio, &c.id)?;
+        let console_path = prepared.console.as_ref().map(|s| s.path().to_path_buf());
+        let stdio = std::mem::take(&mut prepared.runtime);
+        let res = c.runc.exec(
+            &c.id,
+            ExecOpts {
+                process_json: &spec_path,
+                pid_file: &pid_file,
+                console_socket: console_path.as_deref(),
+                stdio,
+            },
+        );
+        let _ = std::fs::remove_file(&spec_path);
+        res?;
+        let io = prepared.finish(&p.stdio, &c.id)?;
+        let pid = bundle::read_pid(&c.bundle, &format!("{eid}.pid")).ok_or_else(|| {
+            Error::Other(format!(
+                "container {} exec {eid}: runtime exec left no valid pid file",
+                c.id
+            ))
+        })?;
+        let _ = std::fs::remove_file(&pid_file);
+        *p.io.lock().map_err(|_| Error::poisoned("io"))? = Some(io);
+        p.lock()?.pid = pid;
+        self.register_pid(pid, &c.id, eid);
+        Ok(pid)
+    }
+
+    pub fn do_exec(&self, req: api::ExecProcessRequest) -> Result<()> {
+        robust_config::ids::validate_exec_id(&req.exec_id)?;
+        let c = self.container(&req.id)?;
+        if c.init.status() == Status::Stopped {
+            return Err(Error::FailedPrecondition(format!(
+                "container {}: cannot exec in a stopped container",
+                c.id
+            )));
+        }
+        let spec = req
+            .spec
+            .as_ref()
+            .map(|a| a.value.clone())
+            .unwrap_or_default();
+        if spec.is_empty() {
+            return Err(Error::InvalidArgument(format!(
+                "container {} exec {}: no process spec",
+                c.id, req.exec_id
+            )));
+        }
+        let paths = StdioPaths {
+            stdin: req.stdin.clone(),
+            stdout: req.stdout.clone(),
+            stderr: req.stderr.clone(),
+            terminal: req.terminal,
+        };
+        {
+            let mut execs = c.execs.lock().map_err(|_| Error::poisoned("execs"))?;
+            if execs.contains_key(&req.exec_id) {
+                return Err(Error::AlreadyExists(format!(
+                    "container {} exec {} already exists",
+                    c.id, req.exec_id
+                )));
+            }
+            execs.insert(
+                req.exec_id.clone(),
+                Arc::new(Process::new(&req.exec_id, paths, spec)),
+            );
+        }
+        let mut m = ev::TaskExecAdded::new();
+        m.container_id = c.id.clone();
+        m.exec_id = req.exec_id.clone();
+        self.inner.publisher.publish(events::task_exec_added(&m));
+        Ok(())
+    }
+
+    // ---- state / signals ---------------------------------------------
+
+    pub fn do_state(&self, req: api::StateRequest) -> Result<api::StateResponse> {
+        let c = self.container(&req.id)?;
+        let p = c.process(&req.exec_id)?;
+        let st = p.lock()?;
+        let mut r = api::StateResponse::new();
+        r.id = if req.exec_id.is_empty() {
+            c.id.clone()
+        } else {
+            req.exec_id.clone()
+        };
+        r.bundle = c.bundle.display().to_string();
+        r.pid = st.pid as u32;
+        r.status = match st.status {
+            Status::Created => PbStatus::CREATED,
+            Status::Running => PbStatus::RUNNING,
+            Status::Paused => PbStatus::PAUSED,
+            Status::Stopped => PbStatus::STOPPED,
+        }
+        .into();
+        r.stdin = p.stdio.stdin.clone();
+        r.stdout = p.stdio.stdout.clone();
+        r.stderr = p.stdio.stderr.clone();
+        r.terminal = p.stdio.terminal;
+        r.exit_status = st.exit_code;
+        if let Some(at) = st.exited_at {
+            r.exited_at = events::timestamp(at);
+        }
+        r.exec_id = req.exec_id.clone();
+        Ok(r)
+    }
+
+    pub fn do_kill(&self, req: api::KillRequest) -> Result<()> {
+        let c = self.container(&req.id)?;
+        let p = c.process(&req.exec_id)?;
+        let (pid, exited) = {
+            let st = p.lock()?;
+            (st.pid, st.exited_at.is_some())
+        };
+        if req.exec_id.is_empty() {
+            if exited && !req.all {
+                return Err(Error::NotFound(format!(
+                    "container {}: process already finished",
+                    c.id
+                )));
+            }
+            return match c.runc.kill(&c.id, req.signal, req.all) {
+                Ok(()) => Ok(()),
+                Err(e) if e.kind() != robust_runtime::ErrorKind::Other => Err(Error::NotFound(
+                    format!("container {}: process already finished: {e}", c.id),
+                )),
+                Err(e) => Err(e.into()),
+            };
+        }
+        if exited || pid <= 0 {
+            return Err(Error::NotFound(format!(
+                "container {} exec {}: process already finished",
+                c.id, req.exec_id
+            )));
+        }
+        let sig = nix::sys::signal::Signal::try_from(req.signal as i32)
+            .map_err(|_| Error::InvalidArgument(format!("invalid signal {}", req.signal)))?;
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), sig).map_err(|e| match e {
+            nix::errno::Errno::ESRCH => Error::NotFound(format!(
+                "container {} exec {}: process already finished",
+                c.id, req.exec_id
+            )),
+            e => Error::Other(format!(
+                "container {} exec {}: kill: {e}",
+                c.id, req.exec_id
+            )),
+        })
+    }
+
+    pub fn do_delete(&self, req: api::DeleteRequest) -> Result<api::DeleteResponse> {
+        let c = self.container(&req.id)?;
+        if !req.exec_id.is_empty() {
+            let p = c.process(&req.exec_id)?;
+            let st = p.lock()?;
+            if st.status != Status::Stopped && st.status != Status::Created {
+                return Err(Error::FailedPrecondition(format!(
+                    "container {} exec {}: cannot delete a running process",
+                    c.id, req.exec_id
+                )));
+            }
+            let resp = delete_response(&st);
+            drop(st);
+            self.unregister_pid(p.pid());
+            c.execs
+                .lock()
+                .map_err(|_| Error::poisoned("execs"))?
+                .remove(&req.exec_id);
+            return Ok(resp);
+        }
+        let status = c.init.status();
+        if status == Status::Running || status == Status::Paused {
+            return Err(Error::FailedPrecondition(format!(
+                "container {}: cannot delete a running task; kill it first",
+                c.id
+            )));
+        }
+        match c.runc.delete(&c.id, status == Status::Created) {
+            Ok(()) => {}
+            Err(e) if e.kind() == robust_runtime::ErrorKind::NotFound => {}
+            Err(e) => {
+                // A stopped container that runc cannot delete plainly is
+                // deleted by force; the error is only fatal if that fails.
+                log::warn!(
+                    "msg=\"runtime delete failed; forcing\" id={} error=\"{e}\"",
+                    c.id
+                );
+                if let Err(fe) = c.runc.delete(&c.id, true) {
+                    if fe.kind() != robust_runtime::ErrorKind::NotFound {
+                        return Err(fe.into());
+                    }
+                }
+            }
+        }
+        if let Some(r) = &c.rootfs {
+            mount::unmount_all(r, c.config.timeouts.unmount, &c.id)
+                .map_err(|e| Error::Io(format!("container {}: {e}", c.id)))?;
+        }
+        if let Some(oom) = &self.inner.oom {
+            oom.unwatch(&c.id);
+        }
+        let st = c.init.lock()?;
+        let resp = delete_response(&st);
+        drop(st);
+        self.unregister_pid(c.init.pid());
+        self.inner
+            .containers
+            .lock()
+            .map_err(|_| Error::poisoned("containers"))?
+            .remove(&c.id);
+        let mut m = ev::TaskDelete::new();
+        m.container_id = c.id.clone();
+        m.id = c.id.clone();
+        m.pid = resp.pid;
+        m.exit_status = resp.exit_status;
+        m.exited_at = resp.exited_at.clone();
+        self.inner.publisher.publish(events::task_delete(&m));
+        log::info!("msg=\"container deleted\" id={}", c.id);
+        Ok(resp)
+    }
+
+    pub fn do_pids(&self, req: api::PidsRequest) -> Result<api::PidsResponse> {
+        let c = self.container(&req.id)?;
+        let pids = c.runc.ps(&c.id)?;
+        let execs: HashMap<i32, String> = c
+            .execs
+            .lock()
+            .map_err(|_| Error::poisoned("execs"))?
+            .values()
+            .map(|p| (p.pid(), p.exec_id.clone()))
+            .collect();
+        let mut resp = api::PidsResponse::new();
+        for pid in pids {
+            let mut info = ProcessInfo::new();
+            info.pid = pid as u32;
+            if let Some(eid) = execs.get(&pid) {
+                let mut d = ProcessDetails::new();
+                d.exec_id = eid.clone();
+                let mut any = Any::new();
+                any.type_url = "containerd.runc.v1.ProcessDetails".into();
+                any.value = d.write_to_bytes().unwrap_or_default();
+                info.info = MessageField::some(any);
+            }
+            resp.processes.push(info);
+        }
+        Ok(resp)
+    }
+
+    pub fn do_pause(&self, req: api::PauseRequest) -> Result<()> {
+        let c = self.container(&req.id)?;
+        c.runc.pause(&c.id)?;
+        {
+            let mut st = c.init.lock()?;
+            Process::transition(&mut st, Status::Paused)?;
+        }
+        let mut m = ev::TaskPaused::new();
+        m.container_id = c.id.clone();
+        self.inner.publisher.publish(events::task_paused(&m));
+        Ok(())
+    }
+
+    pub fn do_resume(&self, req: api::ResumeRequest) -> Result<()> {
+        let c = self.container(&req.id)?;
+        c.runc.resume(&c.id)?;
+        {
+            let mut st = c.init.lock()?;
+            if st.status == Status::Paused {
+                Process::transition(&mut st, Status::Running)?;
+            }
+        }
+        let mut m = ev::TaskResumed::new();
+        m.container_id = c.id.clone();
+        self.inner.publisher.publish(events::task_resumed(&m));
+        Ok(())
+    }
+
+    pub fn do_update(&self, req: api::UpdateTaskRequest) -> Result<()> {
+        let c = self.container(&req.id)?;
+        let res = req
+            .resources
+            .as_ref()
+            .map(|a| a.value.clone())
+            .unwrap_or_default();
+        if res.is_empty() {
+            return Err(Error::InvalidArgument(format!(
+                "container {}: no resources to update",
+                c.id
+            )));
+        }
+        serde_json::from_slice::<serde_json::Value>(&res).map_err(|e| {
+            Error::InvalidArgument(format!("container {}: resources are not JSON: {e}", c.id))
+        })?;
+        c.runc.update(&c.id, &res)?;
+        Ok(())
+    }
+
+    pub fn do_wait(&self, req: api::WaitRequest) -> Result<api::WaitResponse> {
+        let c = self.container(&req.id)?;
+        let p = c.process(&req.exec_id)?;
+        drop(c);
+        let (code, at) = p.wait()?;
+        let mut r = api::WaitResponse::new();
+        r.exit_status = code;
+        r.exited_at = events::timestamp(at);
+        Ok(r)
+    }
+
+    pub fn do_stats(&self, req: api::StatsRequest) -> Result<api::StatsResponse> {
+        let c = self.container(&req.id)?;
+        let pid = c.init.pid();
+        let cg = robust_cgroups::Cgroup::for_pid(pid as u32)
+            .map_err(|e| Error::NotFound(format!("container {}: cgroup: {e}", c.id)))?;
+        let metrics = cg
+            .metrics()
+            .map_err(|e| Error::Other(format!("container {}: stats: {e}", c.id)))?;
+        let mut r = api::StatsResponse::new();
+        r.stats = MessageField::some(metrics.to_any());
+        Ok(r)
+    }
+
+    pub fn do_close_io(&self, req: api::CloseIORequest) -> Result<()> {
+        let c = self.container(&req.id)?;
+        let p = c.process(&req.exec_id)?;
+        if req.stdin {
+            if let Some(io) = p.io.lock().map_err(|_| Error::poisoned("io"))?.as_ref() {
+                io.close_stdin();
+            }
+        }
+        Ok(())
+    }
+
+    pub fn do_resize(&self, req: api::ResizePtyRequest) -> Result<()> {
+        let c = self.container(&req.id)?;
+        let p = c.process(&req.exec_id)?;
+        let guard = p.io.lock().map_err(|_| Error::poisoned("io"))?;
+        match guard.as_ref() {
+            Some(io) => io.resize(req.width, req.height),
+            None => Err(Error::FailedPrecondition(format!(
+                "container {} exec {:?}: process has no terminal",
+                c.id, req.exec_id
+            ))),
+        }
+    }
+
+    pub fn do_connect(&self, req: api::ConnectRequest) -> Result<api::ConnectResponse> {
+        let mut r = api::ConnectResponse::new();
+        r.shim_pid = std::process::id();
+        r.version = env!("CARGO_PKG_VERSION").to_string();
+        if let Ok(c) = self.container(&req.id) {
+            r.task_pid = c.init.pid() as u32;
+        }
+        Ok(r)
+    }
+
+    pub fn do_shutdown(&self, _req: api::ShutdownRequest) -> Result<()> {
+        if self.container_count() > 0 {
+            return Ok(());
+        }
+        if let Ok(tx) = self.inner.shutdown.lock() {
+            let _ = tx.send(());
+        }
+        Ok(())
+    }
+
+    /// Bundle directories of the containers still held (for shutdown).
+    pub fn bundles(&self) -> Vec<(String, PathBuf)> {
+        self.inner
+            .containers
+            .lock()
+            .map(|m| {
+                m.values()
+                    .map(|c| (c.id.clone(), c.bundle.clone()))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+}
+
+fn delete_response(st: &crate::process::State) -> api::DeleteResponse {
+    let mut r = api::DeleteResponse::new();
+    r.pid = st.pid.max(0) as u32;
+    r.exit_status = st.exit_code;
+    r.exited_at = events::timestamp(st.exited_at.unwrap_or_else(SystemTime::now));
+    r
+}
+
+/// Log one RPC: method, container, exec, outcome and time taken.
+fn traced<T>(
+    method: &str,
+    id: &str,
+    exec_id: &str,
+    f: impl FnOnce() -> Result<T>,
+) -> ttrpc::Result<T> {
+    let started = Instant::now();
+    let res = f();
+    match &res {
+        Ok(_) => log::debug!(
+            "msg=\"rpc\" method={method} id={id} exec_id={exec_id} took={:?}",
+            started.elapsed()
+        ),
+        Err(e) => log::warn!(
+            "msg=\"rpc failed\" method={method} id={id} exec_id={exec_id} code={:?} error=\"{e}\"",
+            e.code()
+        ),
+    }
+    res.map_err(Into::into)
+}
+
+impl containerd_shim_protos::Task for Service {
+    fn state(&self, _: &TtrpcContext, r: api::StateRequest) -> ttrpc::Result<api::StateResponse> {
+        let (id, eid) = (r.id.clone(), r.exec_id.clone());
+        traced("State", &id, &eid, || self.do_state(r))
+    }
+    fn create(
+        &self,
+        _: &TtrpcContext,
+        r: api::CreateTaskRequest,
+    ) -> ttrpc::Result<api::CreateTaskResponse> {
+        let id = r.id.clone();
+        traced("Create", &id, "", || self.do_create(r))
+    }
+    fn start(&self, _: &TtrpcContext, r: api::StartRequest) -> ttrpc::Result<api::StartResponse> {
+        let (id, eid) = (r.id.clone(), r.exec_id.clone());
+        traced("Start", &id, &eid, || self.do_start(r))
+    }
+    fn delete(
+        &self,
+        _: &TtrpcContext,
+        r: api::DeleteRequest,
+    ) -> ttrpc::Result<api::DeleteResponse> {
+        let (id, eid) = (r.id.clone(), r.exec_id.clone());
+        traced("Delete", &id, &eid, || self.do_delete(r))
+    }
+    fn pids(&self, _: &TtrpcContext, r: api::PidsRequest) -> ttrpc::Result<api::PidsResponse> {
+        let id = r.id.clone();
+        traced("Pids", &id, "", || self.do_pids(r))
+    }
+    fn pause(&self, _: &TtrpcContext, r: api::PauseRequest) -> ttrpc::Result<Empty> {
+        let id = r.id.clone();
+        traced("Pause", &id, "", || self.do_pause(r).map(|_| Empty::new()))
+    }
+    fn resume(&self, _: &TtrpcContext, r: api::ResumeRequest) -> ttrpc::Result<Empty> {
+        let id = r.id.clone();
+        traced("Resume", &id, "", || {
+            self.do_resume(r).map(|_| Empty::new())
+        })
+    }
+    fn checkpoint(&self, _: &TtrpcContext, r: api::CheckpointTaskRequest) -> ttrpc::Result<Empty> {
+        traced("Checkpoint", &r.id, "", || {
+            Err(Error::Unimplemented(format!(
+                "container {}: checkpoint is not supported by containerd-shim-robust-v2",
+                r.id
+            )))
+        })
+    }
+    fn kill(&self, _: &TtrpcContext, r: api::KillRequest) -> ttrpc::Result<Empty> {
+        let (id, eid) = (r.id.clone(), r.exec_id.clone());
+        traced("Kill", &id, &eid, || self.do_kill(r).map(|_| Empty::new()))
+    }
+    fn exec(&self, _: &TtrpcContext, r: api::ExecProcessRequest) -> ttrpc::Result<Empty> {
+        let (id, eid) = (r.id.clone(), r.exec_id.clone());
+        traced("Exec", &id, &eid, || self.do_exec(r).map(|_| Empty::new()))
+    }
+    fn resize_pty(&self, _: &TtrpcContext, r: api::ResizePtyRequest) -> ttrpc::Result<Empty> {
+        let (id, eid) = (r.id.clone(), r.exec_id.clone());
+        traced("ResizePty", &id, &eid, || {
+            self.do_resize(r).map(|_| Empty::new())
+        })
+    }
+    fn close_io(&self, _: &TtrpcContext, r: api::CloseIORequest) -> ttrpc::Result<Empty> {
+        let (id, eid) = (r.id.clone(), r.exec_id.clone());
+        traced("CloseIO", &id, &eid, || {
+            self.do_close_io(r).map(|_| Empty::new())
+        })
+    }
+    fn update(&self, _: &TtrpcContext, r: api::UpdateTaskRequest) -> ttrpc::Result<Empty> {
+        let id = r.id.clone();
+        traced("Update", &id, "", || {
+            self.do_update(r).map(|_| Empty::new())
+        })
+    }
+    fn wait(&self, _: &TtrpcContext, r: api::WaitRequest) -> ttrpc::Result<api::WaitResponse> {
+        let (id, eid) = (r.id.clone(), r.exec_id.clone());
+        traced("Wait", &id, &eid, || self.do_wait(r))
+    }
+    fn stats(&self, _: &TtrpcContext, r: api::StatsRequest) -> ttrpc::Result<api::StatsResponse> {
+        let id = r.id.clone();
+        traced("Stats", &id, "", || self.do_stats(r))
+    }
+    fn connect(
+        &self,
+        _: &TtrpcContext,
+        r: api::ConnectRequest,
+    ) -> ttrpc::Result<api::ConnectResponse> {
+        let id = r.id.clone();
+        traced("Connect", &id, "", || self.do_connect(r))
+    }
+    fn shutdown(&self, _: &TtrpcContext, r: api::ShutdownRequest) -> ttrpc::Result<Empty> {
+        let id = r.id.clone();
+        traced("Shutdown", &id, "", || {
+            self.do_shutdown(r).map(|_| Empty::new())
+        })
+    }
+}

@@ -1,0 +1,346 @@
+//! Container stdio: pipes between the runtime and containerd's FIFOs, and
+//! the pseudo-terminal received over a console socket.
+//!
+//! Nothing here may block the shim: output FIFOs are opened read-write
+//! (which never waits for a peer), the stdin FIFO is opened non-blocking and
+//! polled together with a stop eventfd, so `CloseIO`, an exit or a shutdown
+//! always ends the copy thread.
+
+use std::fs::{File, OpenOptions};
+use std::io::{ErrorKind, Read, Write};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::net::UnixListener;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+use nix::sys::eventfd::{EfdFlags, EventFd};
+use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags};
+
+use crate::error::{Error, Result};
+
+/// The stdio paths of a process as containerd gave them.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StdioPaths {
+    pub stdin: String,
+    pub stdout: String,
+    pub stderr: String,
+    pub terminal: bool,
+}
+
+/// Stdio being prepared for one runtime `create` or `exec`.
+pub struct Prepared {
+    /// What the runtime gets as its stdio.
+    pub runtime: robust_runtime::Stdio,
+    /// The console socket when a terminal was asked for.
+    pub console: Option<ConsoleSocket>,
+    io: Io,
+}
+
+/// The live stdio of a process.
+pub struct Io {
+    stop_stdin: Option<Arc<EventFd>>,
+    master: Mutex<Option<Arc<OwnedFd>>>,
+    threads: Vec<JoinHandle<()>>,
+}
+
+impl Prepared {
+    /// For a terminal: receive the pty master the runtime sent and start
+    /// copying through it. Without one this just hands over the copies.
+    pub fn finish(mut self, paths: &StdioPaths, id: &str) -> Result<Io> {
+        if let Some(console) = self.console.take() {
+            let master = Arc::new(console.receive(id)?);
+            if !paths.stdout.is_empty() {
+                let out = open_output(&paths.stdout)?;
+                let src = File::from(
+                    master
+                        .as_fd()
+                        .try_clone_to_owned()
+                        .map_err(io("dup pty master"))?,
+                );
+                self.io.threads.push(spawn_copy_out(src, out, id)?);
+            }
+            if !paths.stdin.is_empty() {
+                let dst = File::from(
+                    master
+                        .as_fd()
+                        .try_clone_to_owned()
+                        .map_err(io("dup pty master"))?,
+                );
+                let stop = Arc::new(eventfd()?);
+                self.io
+                    .threads
+                    .push(spawn_copy_in(&paths.stdin, dst, stop.clone(), id)?);
+                self.io.stop_stdin = Some(stop);
+            }
+            *self.io.master.lock().map_err(|_| Error::poisoned("pty"))? = Some(master);
+        }
+        Ok(self.io)
+    }
+}
+
+impl Io {
+    /// Close the process's stdin (CloseIO): the container reads EOF.
+    pub fn close_stdin(&self) {
+        if let Some(stop) = &self.stop_stdin {
+            let _ = stop.write(1);
+        }
+    }
+
+    /// Resize the terminal, if there is one.
+    pub fn resize(&self, width: u32, height: u32) -> Result<()> {
+        let guard = self.master.lock().map_err(|_| Error::poisoned("pty"))?;
+        let Some(master) = guard.as_ref() else {
+            return Err(Error::FailedPrecondition("process has no terminal".into()));
+        };
+        crate::pty::set_size(master, width, height).map_err(io("resize pty"))
+    }
+
+    /// After the process exited: stop waiting for stdin and let output
+    /// copies drain. Returns the copy threads to join (they end at EOF).
+    pub fn finish_after_exit(&mut self) -> Vec<JoinHandle<()>> {
+        self.close_stdin();
+        if let Ok(mut m) = self.master.lock() {
+            // Output through the pty ends when the last slave closes; the
+            // copy thread holds its own duplicate of the master.
+            m.take();
+        }
+        std::mem::take(&mut self.threads)
+    }
+}
+
+impl Drop for Io {
+    fn drop(&mut self) {
+        self.close_stdin();
+    }
+}
+
+fn io(context: &'static str) -> impl Fn(std::io::Error) -> Error {
+    move |e| Error::Io(format!("{context}: {e}"))
+}
+
+fn eventfd() -> Result<EventFd> {
+    EventFd::from_flags(EfdFlags::EFD_CLOEXEC | EfdFlags::EFD_NONBLOCK)
+        .map_err(|e| Error::Io(format!("create eventfd: {e}")))
+}
+
+/// Set up stdio for a process before the runtime call.
+pub fn prepare(paths: &StdioPaths, id: &str) -> Result<Prepared> {
+    let mut io_state = Io {
+        stop_stdin: None,
+        master: Mutex::new(None),
+        threads: Vec::new(),
+    };
+    let mut runtime = robust_runtime::Stdio::default();
+    if paths.terminal {
+        let console = ConsoleSocket::new()?;
+        return Ok(Prepared {
+            runtime,
+            console: Some(console),
+            io: io_state,
+        });
+    }
+    if !paths.stdin.is_empty() {
+        let (r, w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
+            .map_err(|e| Error::Io(format!("create stdin pipe: {e}")))?;
+        let stop = Arc::new(eventfd()?);
+        io_state.threads.push(spawn_copy_in(
+            &paths.stdin,
+            File::from(w),
+            stop.clone(),
+            id,
+        )?);
+        io_state.stop_stdin = Some(stop);
+        runtime.stdin = Some(r);
+    }
+    for (path, slot) in [
+        (&paths.stdout, &mut runtime.stdout),
+        (&paths.stderr, &mut runtime.stderr),
+    ] {
+        if path.is_empty() {
+            continue;
+        }
+        let out = open_output(path)?;
+        let (r, w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
+            .map_err(|e| Error::Io(format!("create output pipe: {e}")))?;
+        io_state
+            .threads
+            .push(spawn_copy_out(File::from(r), out, id)?);
+        *slot = Some(w);
+    }
+    Ok(Prepared {
+        runtime,
+        console: None,
+        io: io_state,
+    })
+}
+
+/// Open an output destination: a FIFO path (read-write, so it never waits
+/// for a reader) or a `file://` URI (created, appended to).
+fn open_output(uri: &str) -> Result<File> {
+    if let Some(rest) = uri.strip_prefix("file://") {
+        let p = Path::new(rest);
+        if let Some(parent) = p.parent() {
+            std::fs::create_dir_all(parent).map_err(io("create log directory"))?;
+        }
+        return OpenOptions::new()
+            .append(true)
+            .create(true)
+            .open(p)
+            .map_err(|e| Error::Io(format!("open output {uri}: {e}")));
+    }
+    if uri.starts_with("binary://") {
+        return Err(Error::Unimplemented(format!(
+            "stdio uri {uri}: binary:// logging is not supported"
+        )));
+    }
+    let path = uri.strip_prefix("fifo://").unwrap_or(uri);
+    OpenOptions::new()
+        .read(true)
+        .write(true)
+        .custom_flags(libc::O_CLOEXEC)
+        .open(path)
+        .map_err(|e| Error::Io(format!("open output fifo {path}: {e}")))
+}
+
+fn spawn_copy_out(mut src: File, mut dst: File, id: &str) -> Result<JoinHandle<()>> {
+    let id = id.to_string();
+    std::thread::Builder::new()
+        .name("copy-out".into())
+        .stack_size(64 * 1024)
+        .spawn(move || {
+            let mut buf = vec![0u8; 32 * 1024];
+            loop {
+                match src.read(&mut buf) {
+                    Ok(0) => break,
+                    Ok(n) => {
+                        if let Err(e) = dst.write_all(&buf[..n]) {
+                            log::debug!("msg=\"output copy ended\" id={id} error=\"{e}\"");
+                            break;
+                        }
+                    }
+                    Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+                    // EIO: the pty's last slave closed.
+                    Err(_) => break,
+                }
+            }
+        })
+        .map_err(io("start output copy thread"))
+}
+
+fn spawn_copy_in(path: &str, dst: File, stop: Arc<EventFd>, id: &str) -> Result<JoinHandle<()>> {
+    let path = path.strip_prefix("fifo://").unwrap_or(path).to_string();
+    // Non-blocking open of the read side never waits for the writer; poll
+    // reports nothing until a writer has come and data or a hangup arrives.
+    let src = OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC)
+        .open(&path)
+        .map_err(|e| Error::Io(format!("open stdin fifo {path}: {e}")))?;
+    let id = id.to_string();
+    std::thread::Builder::new()
+        .name("copy-in".into())
+        .stack_size(64 * 1024)
+        .spawn(move || copy_in(src, dst, &stop, &id))
+        .map_err(io("start stdin copy thread"))
+}
+
+fn copy_in(mut src: File, mut dst: File, stop: &EventFd, id: &str) {
+    let mut buf = vec![0u8; 32 * 1024];
+    loop {
+        let mut fds = [
+            PollFd::new(src.as_fd(), PollFlags::POLLIN),
+            PollFd::new(stop.as_fd(), PollFlags::POLLIN),
+        ];
+        match poll(&mut fds, PollTimeout::NONE) {
+            Ok(_) => {}
+            Err(nix::errno::Errno::EINTR) => continue,
+            Err(_) => break,
+        }
+        if fds[1].revents().is_some_and(|r| !r.is_empty()) {
+            break;
+        }
+        if fds[0].revents().is_none_or(|r| r.is_empty()) {
+            continue;
+        }
+        match src.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => {
+                if let Err(e) = dst.write_all(&buf[..n]) {
+                    log::debug!("msg=\"stdin copy ended\" id={id} error=\"{e}\"");
+                    break;
+                }
+            }
+            Err(e) if e.kind() == ErrorKind::WouldBlock || e.kind() == ErrorKind::Interrupted => {}
+            Err(_) => break,
+        }
+    }
+}
+
+/// A unix socket the runtime connects to and sends the pty master over.
+pub struct ConsoleSocket {
+    path: PathBuf,
+    listener: UnixListener,
+}
+
+impl ConsoleSocket {
+    fn new() -> Result<ConsoleSocket> {
+        static N: AtomicU64 = AtomicU64::new(0);
+        let n = N.fetch_add(1, Ordering::Relaxed);
+        // Short path: bundle paths can exceed the 108-byte socket limit.
+        let path = std::env::temp_dir().join(format!("robust-pty-{}-{n}.sock", std::process::id()));
+        let _ = std::fs::remove_file(&path);
+        let listener = UnixListener::bind(&path)
+            .map_err(|e| Error::Io(format!("bind console socket {}: {e}", path.display())))?;
+        Ok(ConsoleSocket { path, listener })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The runtime has returned: its connection waits in the backlog.
+    fn receive(self, id: &str) -> Result<OwnedFd> {
+        self.listener
+            .set_nonblocking(true)
+            .map_err(io("console socket nonblocking"))?;
+        let (stream, _) = self.listener.accept().map_err(|e| {
+            Error::Io(format!(
+                "{id}: the runtime sent no terminal over the console socket: {e}"
+            ))
+        })?;
+        let mut name = [0u8; 4096];
+        let mut iov = [std::io::IoSliceMut::new(&mut name)];
+        let mut space = nix::cmsg_space!([std::os::fd::RawFd; 1]);
+        let msg = recvmsg::<()>(
+            stream.as_raw_fd(),
+            &mut iov,
+            Some(&mut space),
+            MsgFlags::MSG_CMSG_CLOEXEC,
+        )
+        .map_err(|e| Error::Io(format!("{id}: receive pty master: {e}")))?;
+        for c in msg
+            .cmsgs()
+            .map_err(|e| Error::Io(format!("{id}: pty message: {e}")))?
+        {
+            if let ControlMessageOwned::ScmRights(fds) = c {
+                let mut owned: Vec<OwnedFd> = fds.into_iter().map(crate::pty::own_fd).collect();
+                if let Some(first) = owned.pop() {
+                    return Ok(first);
+                }
+            }
+        }
+        Err(Error::Io(format!(
+            "{id}: console socket message carried no fd"
+        )))
+    }
+}
+
+impl Drop for ConsoleSocket {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
+}

@@ -1,0 +1,112 @@
+//! The shim daemon: serves the Task API (v2 and v3 names) over ttrpc until
+//! containerd shuts it down or it is told to stop by a signal.
+
+use std::os::fd::RawFd;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use nix::fcntl::{fcntl, FcntlArg, FdFlag};
+use robust_reaper::Reaper;
+use robust_service::events::Publisher;
+use robust_service::Service;
+
+use crate::args::Args;
+use crate::logger;
+use crate::start::{LISTEN_FD_ENV, SOCKET_ENV};
+
+const V3: &str = "/containerd.task.v3.Task/";
+const V2: &str = "/containerd.task.v2.Task/";
+
+/// The Task service under both names containerd may call it by: 1.6/1.7
+/// speak v2, 2.x speak v2 or v3; the messages are the same on the wire.
+pub fn task_methods(
+    service: Arc<dyn containerd_shim_protos::Task + Send + Sync>,
+) -> std::collections::HashMap<String, Box<dyn ttrpc::MethodHandler + Send + Sync>> {
+    let mut all = containerd_shim_protos::create_task(service.clone());
+    for (name, handler) in containerd_shim_protos::create_task(service) {
+        if let Some(method) = name.strip_prefix(V3) {
+            all.insert(format!("{V2}{method}"), handler);
+        }
+    }
+    all
+}
+
+pub fn run(args: Args) -> Result<()> {
+    // Our own session: containerd's signals to its process group are not ours.
+    let _ = nix::unistd::setsid();
+    let level = if args.debug {
+        log::LevelFilter::Debug
+    } else {
+        log::LevelFilter::Info
+    };
+    let out: Box<dyn std::io::Write + Send> = match logger::open_log_fifo(Path::new("log")) {
+        Some(f) => Box::new(f),
+        None => Box::new(std::io::stderr()),
+    };
+    logger::init(out, level, &args.namespace);
+    for (k, v) in &args.unknown {
+        log::warn!(
+            "msg=\"unknown flag ignored\" flag={k} value={}",
+            logger::quote(v)
+        );
+    }
+
+    let fd: RawFd = std::env::var(LISTEN_FD_ENV)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .context("daemon started without a listening socket (run the `start` action)")?;
+    fcntl(fd, FcntlArg::F_SETFD(FdFlag::FD_CLOEXEC)).context("listener fd")?;
+    let socket = std::env::var(SOCKET_ENV).unwrap_or_default();
+    let ttrpc_address = std::env::var("TTRPC_ADDRESS").unwrap_or_default();
+
+    let (reaper, exits) = Reaper::start().context("start reaper")?;
+    let publisher = Publisher::start(&ttrpc_address, &args.namespace, Duration::from_secs(5));
+    let (stop_tx, stop_rx) = std::sync::mpsc::channel();
+    let service = Service::new(&args.namespace, reaper, exits, publisher, stop_tx.clone());
+
+    let mut server = ttrpc::Server::new()
+        .add_listener(fd)
+        .context("ttrpc listener")?
+        .register_service(task_methods(Arc::new(service.clone())));
+    server.start().context("start ttrpc server")?;
+    log::info!(
+        "msg=\"shim daemon serving\" id={} pid={} socket={socket}",
+        args.id,
+        std::process::id()
+    );
+
+    let mut signals = signal_hook::iterator::Signals::new([libc::SIGTERM, libc::SIGINT])
+        .context("install signal handlers")?;
+    let sig_tx = stop_tx;
+    std::thread::Builder::new()
+        .name("signals".into())
+        .stack_size(64 * 1024)
+        .spawn(move || {
+            if let Some(sig) = signals.forever().next() {
+                log::warn!("msg=\"shim received signal; shutting down\" signal={sig}");
+                let _ = sig_tx.send(());
+            }
+        })
+        .context("start signal thread")?;
+
+    let _ = stop_rx.recv();
+    let left = service.bundles();
+    if !left.is_empty() {
+        log::warn!(
+            "msg=\"shim exiting with containers still held\" count={} ids=\"{}\"",
+            left.len(),
+            left.iter()
+                .map(|(id, _)| id.as_str())
+                .collect::<Vec<_>>()
+                .join(",")
+        );
+    }
+    if !socket.is_empty() {
+        let _ = std::fs::remove_file(&socket);
+    }
+    log::info!("msg=\"shim daemon exiting\" id={}", args.id);
+    log::logger().flush();
+    std::process::exit(0)
+}

@@ -1,0 +1,202 @@
+//! `start`: find or spawn the daemon of this container's group and print
+//! its address.
+
+use std::io::Read;
+use std::os::fd::AsRawFd;
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use anyhow::{bail, Context, Result};
+use nix::fcntl::{fcntl, FcntlArg, FdFlag};
+use robust_cleanup::bundle;
+use sha2::{Digest, Sha256};
+
+use crate::args::Args;
+
+/// Env var that hands the daemon its listening socket fd.
+pub const LISTEN_FD_ENV: &str = "ROBUST_SHIM_LISTEN_FD";
+/// Env var carrying the socket path (so the daemon can remove it).
+pub const SOCKET_ENV: &str = "ROBUST_SHIM_SOCKET";
+
+const SANDBOX_ID: &str = "io.kubernetes.cri.sandbox-id";
+
+/// The daemon group of a container: its pod, or itself.
+pub fn group_id(bundle: &Path, id: &str) -> String {
+    let Ok(raw) = std::fs::read(bundle.join("config.json")) else {
+        return id.to_string();
+    };
+    let Ok(spec) = serde_json::from_slice::<serde_json::Value>(&raw) else {
+        return id.to_string();
+    };
+    spec.get("annotations")
+        .and_then(|a| a.get(SANDBOX_ID))
+        .and_then(|v| v.as_str())
+        .filter(|s| !s.is_empty())
+        .unwrap_or(id)
+        .to_string()
+}
+
+/// The socket of a group, as containerd's shims place theirs: a hash under
+/// `/run/containerd/s` (short enough for a unix socket path).
+pub fn socket_path(
+    socket_dir: &Path,
+    containerd_address: &str,
+    namespace: &str,
+    group: &str,
+) -> PathBuf {
+    let mut h = Sha256::new();
+    h.update(format!("robust:{containerd_address}/{namespace}/{group}"));
+    let digest = h.finalize();
+    let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
+    socket_dir.join(hex)
+}
+
+pub fn run(mut args: Args) -> Result<()> {
+    let bundle_dir = std::env::current_dir().context("bundle: current directory")?;
+    let mut input = Vec::new();
+    let _ = std::io::stdin().read_to_end(&mut input);
+    let start = robust_config::start_input::parse(&input).context("start input on stdin")?;
+    let mut ttrpc_address = std::env::var("TTRPC_ADDRESS").unwrap_or_default();
+    let mut socket_dir = PathBuf::from("/run/containerd/s");
+    if let Some(b) = &start.bootstrap {
+        if args.id.is_empty() {
+            args.id = b.id.clone();
+        }
+        if args.namespace.is_empty() {
+            args.namespace = b.namespace.clone();
+        }
+        if !b.ttrpc_address.is_empty() {
+            ttrpc_address = b.ttrpc_address.clone();
+        }
+        if args.address.is_empty() {
+            args.address = b.grpc_address.clone();
+        }
+        if let Some(d) = &b.socket_dir {
+            socket_dir = PathBuf::from(d);
+        }
+    }
+    robust_config::ids::validate_namespace(&args.namespace)?;
+    robust_config::ids::validate_container_id(&args.id)?;
+    let group = group_id(&bundle_dir, &args.id);
+    let path = socket_path(&socket_dir, &args.address, &args.namespace, &group);
+    let address = format!("unix://{}", path.display());
+    std::fs::create_dir_all(&socket_dir)
+        .with_context(|| format!("create socket dir {}", socket_dir.display()))?;
+
+    let listener = match UnixListener::bind(&path) {
+        Ok(l) => Some(l),
+        Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => {
+            if UnixStream::connect(&path).is_ok() {
+                // The group's daemon is alive: share it.
+                None
+            } else {
+                log::warn!(
+                    "msg=\"removing stale shim socket\" id={} socket={}",
+                    args.id,
+                    path.display()
+                );
+                std::fs::remove_file(&path)
+                    .with_context(|| format!("remove stale socket {}", path.display()))?;
+                Some(
+                    UnixListener::bind(&path)
+                        .with_context(|| format!("bind {}", path.display()))?,
+                )
+            }
+        }
+        Err(e) => return Err(e).with_context(|| format!("bind {}", path.display())),
+    };
+
+    if let Some(listener) = listener {
+        let pid = spawn_daemon(&args, &listener, &path, &ttrpc_address, &bundle_dir).inspect_err(
+            |_| {
+                let _ = std::fs::remove_file(&path);
+            },
+        )?;
+        bundle::write_atomic(&bundle_dir, "shim.pid", pid.to_string().as_bytes())
+            .context("write shim.pid")?;
+    }
+    bundle::write_atomic(&bundle_dir, "address", address.as_bytes()).context("write address")?;
+    print!("{address}");
+    Ok(())
+}
+
+fn spawn_daemon(
+    args: &Args,
+    listener: &UnixListener,
+    path: &Path,
+    ttrpc_address: &str,
+    bundle_dir: &Path,
+) -> Result<u32> {
+    let fd = listener.as_raw_fd();
+    // The daemon inherits exactly this one fd.
+    fcntl(fd, FcntlArg::F_SETFD(FdFlag::empty())).context("pass listener to daemon")?;
+    let exe = std::env::current_exe().context("locate own binary")?;
+    let mut cmd = Command::new(exe);
+    cmd.arg("-namespace")
+        .arg(&args.namespace)
+        .arg("-id")
+        .arg(&args.id)
+        .arg("-address")
+        .arg(&args.address);
+    if !args.publish_binary.is_empty() {
+        cmd.arg("-publish-binary").arg(&args.publish_binary);
+    }
+    if args.debug {
+        cmd.arg("-debug");
+    }
+    cmd.current_dir(bundle_dir)
+        .env(LISTEN_FD_ENV, fd.to_string())
+        .env(SOCKET_ENV, path)
+        .env("TTRPC_ADDRESS", ttrpc_address)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    let child = cmd.spawn().context("spawn shim daemon")?;
+    let pid = child.id();
+    // Not waited for: the daemon outlives us and is re-parented.
+    drop(child);
+    if pid == 0 {
+        bail!("spawned daemon has no pid");
+    }
+    Ok(pid)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn group_from_sandbox_annotation() {
+        let d = std::env::temp_dir().join(format!("robust-start-{}", std::process::id()));
+        std::fs::create_dir_all(&d).unwrap();
+        assert_eq!(group_id(&d, "c1"), "c1");
+        std::fs::write(
+            d.join("config.json"),
+            r#"{"annotations":{"io.kubernetes.cri.sandbox-id":"pod1"}}"#,
+        )
+        .unwrap();
+        assert_eq!(group_id(&d, "c1"), "pod1");
+        std::fs::write(d.join("config.json"), "not json").unwrap();
+        assert_eq!(group_id(&d, "c1"), "c1");
+        std::fs::remove_dir_all(&d).unwrap();
+    }
+
+    #[test]
+    fn socket_paths_are_short_and_distinct() {
+        let a = socket_path(
+            Path::new("/run/containerd/s"),
+            "/run/c.sock",
+            "k8s.io",
+            "pod1",
+        );
+        let b = socket_path(
+            Path::new("/run/containerd/s"),
+            "/run/c.sock",
+            "k8s.io",
+            "pod2",
+        );
+        assert_ne!(a, b);
+        assert!(a.as_os_str().len() < 100);
+    }
+}
