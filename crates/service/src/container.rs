@@ -20,6 +20,11 @@ pub struct Container {
     pub execs: Mutex<HashMap<String, Arc<Process>>>,
     /// The rootfs we mounted (and so must unmount), if any.
     pub rootfs: Option<PathBuf>,
+    /// The init's cgroup, found at create: still usable after the init is
+    /// gone, to kill what is left in it.
+    pub cgroup: Option<robust_cgroups::Cgroup>,
+    /// An escalation is already running for this container.
+    pub escalating: std::sync::atomic::AtomicBool,
 }
 
 impl Container {

@@ -6,7 +6,9 @@
 //! restarted). What finally cannot be delivered is logged with its topic
 //! and container id.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TrySendError};
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use containerd_shim_protos::events::task as ev;
@@ -131,6 +133,8 @@ pub fn timestamp(t: SystemTime) -> MessageField<Timestamp> {
 #[derive(Clone)]
 pub struct Publisher {
     tx: Option<SyncSender<Event>>,
+    /// Events queued and not yet delivered or given up on.
+    pending: Arc<AtomicUsize>,
 }
 
 impl Publisher {
@@ -138,40 +142,71 @@ impl Publisher {
     /// An empty address gives a publisher that drops events (used by tests
     /// and the one-shot actions).
     pub fn start(address: &str, namespace: &str, bound: Duration) -> Publisher {
+        let pending = Arc::new(AtomicUsize::new(0));
         if address.is_empty() {
-            return Publisher { tx: None };
+            return Publisher { tx: None, pending };
         }
         let (tx, rx) = sync_channel(QUEUE);
         let address = address.to_string();
         let namespace = namespace.to_string();
+        let p2 = pending.clone();
         let spawned = std::thread::Builder::new()
             .name("publisher".into())
             .stack_size(256 * 1024)
-            .spawn(move || forward_loop(rx, &address, &namespace, bound));
+            .spawn(move || forward_loop(rx, &address, &namespace, bound, &p2));
         if let Err(e) = spawned {
             log::error!(
                 "msg=\"cannot start event publisher; events will be dropped\" error=\"{e}\""
             );
-            return Publisher { tx: None };
+            return Publisher { tx: None, pending };
         }
-        Publisher { tx: Some(tx) }
+        Publisher {
+            tx: Some(tx),
+            pending,
+        }
     }
 
     pub fn discard() -> Publisher {
-        Publisher { tx: None }
+        Publisher {
+            tx: None,
+            pending: Arc::new(AtomicUsize::new(0)),
+        }
+    }
+
+    /// Wait until every queued event was delivered or given up on, for at
+    /// most `bound`. Returns how many were still pending.
+    pub fn drain(&self, bound: Duration) -> usize {
+        let deadline = Instant::now() + bound;
+        loop {
+            let n = self.pending.load(Ordering::Acquire);
+            if n == 0 || Instant::now() >= deadline {
+                return n;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
     }
 
     pub fn publish(&self, e: Event) {
         let Some(tx) = &self.tx else { return };
         let (topic, id) = (e.topic, e.container_id.clone());
+        self.pending.fetch_add(1, Ordering::AcqRel);
         match tx.try_send(e) {
             Ok(()) => {}
-            Err(TrySendError::Full(_)) => {
-                log::warn!("msg=\"event queue full; event dropped\" topic={topic} id={id}")
+            Err(err) => {
+                self.pending.fetch_sub(1, Ordering::AcqRel);
+                report_unsent(err, topic, &id);
             }
-            Err(TrySendError::Disconnected(_)) => {
-                log::warn!("msg=\"event publisher stopped; event dropped\" topic={topic} id={id}")
-            }
+        }
+    }
+}
+
+fn report_unsent(err: TrySendError<Event>, topic: &str, id: &str) {
+    match err {
+        TrySendError::Full(_) => {
+            log::warn!("msg=\"event queue full; event dropped\" topic={topic} id={id}")
+        }
+        TrySendError::Disconnected(_) => {
+            log::warn!("msg=\"event publisher stopped; event dropped\" topic={topic} id={id}")
         }
     }
 }
@@ -193,9 +228,28 @@ fn connect(address: &str) -> Option<EventsClient> {
     }
 }
 
-fn forward_loop(rx: Receiver<Event>, address: &str, namespace: &str, bound: Duration) {
+fn forward_loop(
+    rx: Receiver<Event>,
+    address: &str,
+    namespace: &str,
+    bound: Duration,
+    pending: &AtomicUsize,
+) {
     let mut client: Option<EventsClient> = None;
     for e in rx {
+        deliver(&mut client, e, address, namespace, bound);
+        pending.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+fn deliver(
+    client: &mut Option<EventsClient>,
+    e: Event,
+    address: &str,
+    namespace: &str,
+    bound: Duration,
+) {
+    {
         let mut req = ForwardRequest::new();
         let mut env = Envelope::new();
         env.timestamp = timestamp(e.at);
@@ -213,9 +267,9 @@ fn forward_loop(rx: Receiver<Event>, address: &str, namespace: &str, bound: Dura
         loop {
             attempts += 1;
             if client.is_none() {
-                client = connect(address);
+                *client = connect(address);
             }
-            let sent = match &client {
+            let sent = match client.as_ref() {
                 Some(c) => {
                     let mut ctx =
                         ttrpc::context::with_timeout(Duration::from_secs(2).as_nanos() as i64);
@@ -230,7 +284,7 @@ fn forward_loop(rx: Receiver<Event>, address: &str, namespace: &str, bound: Dura
             match sent {
                 Ok(_) => break,
                 Err(err) => {
-                    client = None;
+                    *client = None;
                     if Instant::now() >= deadline {
                         log::warn!(
                             "msg=\"event not delivered; giving up\" topic={} id={} attempts={attempts} error=\"{err}\"",

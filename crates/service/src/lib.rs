@@ -16,6 +16,9 @@ pub mod process;
 mod pty;
 mod service;
 pub mod stdio;
+mod stop;
+
+pub use stop::StopReport;
 
 pub use error::{Error, Result};
 pub use service::Service;

@@ -109,6 +109,22 @@ impl Process {
         self.exited.notify_all();
     }
 
+    /// Wait up to `timeout` for the exit; `None` if it has not happened.
+    pub fn wait_timeout(&self, timeout: std::time::Duration) -> Option<(u32, SystemTime)> {
+        let deadline = std::time::Instant::now() + timeout;
+        let mut st = self.lock().ok()?;
+        loop {
+            if let Some(at) = st.exited_at {
+                return Some((st.exit_code, at));
+            }
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            if left.is_zero() {
+                return None;
+            }
+            st = self.exited.wait_timeout(st, left).ok()?.0;
+        }
+    }
+
     /// Block until the process has exited.
     pub fn wait(&self) -> Result<(u32, SystemTime)> {
         let mut st = self.lock()?;

@@ -42,16 +42,16 @@ struct ExitRouter {
 /// The shim daemon's service.
 #[derive(Clone)]
 pub struct Service {
-    inner: Arc<Inner>,
+    pub(crate) inner: Arc<Inner>,
 }
 
-struct Inner {
-    namespace: String,
-    reaper: Reaper,
-    publisher: Publisher,
-    containers: Mutex<HashMap<String, Arc<Container>>>,
+pub(crate) struct Inner {
+    pub(crate) namespace: String,
+    pub(crate) reaper: Reaper,
+    pub(crate) publisher: Publisher,
+    pub(crate) containers: Mutex<HashMap<String, Arc<Container>>>,
     router: Mutex<ExitRouter>,
-    oom: Option<robust_cgroups::OomWatcher>,
+    pub(crate) oom: Option<robust_cgroups::OomWatcher>,
     shutdown: Mutex<Sender<()>>,
 }
 
@@ -108,6 +108,10 @@ impl Service {
         svc
     }
 
+    pub fn publisher(&self) -> &Publisher {
+        &self.inner.publisher
+    }
+
     pub fn namespace(&self) -> &str {
         &self.inner.namespace
     }
@@ -116,7 +120,7 @@ impl Service {
         self.inner.containers.lock().map(|c| c.len()).unwrap_or(0)
     }
 
-    fn container(&self, id: &str) -> Result<Arc<Container>> {
+    pub(crate) fn container(&self, id: &str) -> Result<Arc<Container>> {
         self.inner
             .containers
             .lock()
@@ -175,7 +179,7 @@ impl Service {
         }
     }
 
-    fn unregister_pid(&self, pid: i32) {
+    pub(crate) fn unregister_pid(&self, pid: i32) {
         if let Ok(mut r) = self.inner.router.lock() {
             r.pids.remove(&pid);
         }
@@ -210,7 +214,7 @@ impl Service {
         drop(threads);
     }
 
-    fn publish_exit(&self, cid: &str, p: &Process, st: &crate::process::State) {
+    pub(crate) fn publish_exit(&self, cid: &str, p: &Process, st: &crate::process::State) {
         let mut m = ev::TaskExit::new();
         m.container_id = cid.to_string();
         m.id = if p.exec_id.is_empty() {
@@ -355,6 +359,18 @@ impl Service {
             )))
         })?;
 
+        let cgroup = match robust_cgroups::Cgroup::for_pid(pid as u32) {
+            Ok(cg) => Some(cg),
+            Err(e) => {
+                log::warn!("msg=\"cannot find the container's cgroup; no OOM events or cgroup kill for it\" id={id} error=\"{e}\"");
+                None
+            }
+        };
+        if let (Some(oom), Some(cg)) = (&self.inner.oom, &cgroup) {
+            if let Err(e) = oom.watch(&id, cg) {
+                log::warn!("msg=\"cannot watch OOM\" id={id} error=\"{e}\"");
+            }
+        }
         let init = Arc::new(Process::new("", paths.clone(), Vec::new()));
         init.lock()?.pid = pid;
         *init.io.lock().map_err(|_| Error::poisoned("io"))? = Some(io);
@@ -366,6 +382,8 @@ impl Service {
             init,
             execs: Mutex::new(HashMap::new()),
             rootfs,
+            cgroup,
+            escalating: std::sync::atomic::AtomicBool::new(false),
         });
         self.inner
             .containers
@@ -373,19 +391,6 @@ impl Service {
             .map_err(|_| Error::poisoned("containers"))?
             .insert(id.clone(), container);
         self.register_pid(pid, &id, "");
-
-        if let Some(oom) = &self.inner.oom {
-            match robust_cgroups::Cgroup::for_pid(pid as u32) {
-                Ok(cg) => {
-                    if let Err(e) = oom.watch(&id, &cg) {
-                        log::warn!("msg=\"cannot watch OOM\" id={id} error=\"{e}\"");
-                    }
-                }
-                Err(e) => {
-                    log::warn!("msg=\"cannot find cgroup for OOM watch\" id={id} error=\"{e}\"")
-                }
-            }
-        }
 
         let mut m = ev::TaskCreate::new();
         m.container_id = id.clone();
@@ -600,7 +605,12 @@ impl Service {
                 )));
             }
             return match c.runc.kill(&c.id, req.signal, req.all) {
-                Ok(()) => Ok(()),
+                Ok(()) => {
+                    if req.signal == libc::SIGKILL as u32 {
+                        self.watch_sigkill(&c);
+                    }
+                    Ok(())
+                }
                 Err(e) if e.kind() != robust_runtime::ErrorKind::Other => Err(Error::NotFound(
                     format!("container {}: process already finished: {e}", c.id),
                 )),
@@ -831,8 +841,11 @@ impl Service {
         Ok(r)
     }
 
-    pub fn do_shutdown(&self, _req: api::ShutdownRequest) -> Result<()> {
-        if self.container_count() > 0 {
+    pub fn do_shutdown(&self, req: api::ShutdownRequest) -> Result<()> {
+        if req.now {
+            // containerd wants the daemon gone now: stop what it still runs.
+            self.stop_all();
+        } else if self.container_count() > 0 {
             return Ok(());
         }
         if let Ok(tx) = self.inner.shutdown.lock() {

@@ -80,12 +80,28 @@ pub fn run(args: Args) -> Result<()> {
     let mut signals = signal_hook::iterator::Signals::new([libc::SIGTERM, libc::SIGINT])
         .context("install signal handlers")?;
     let sig_tx = stop_tx;
+    let sig_service = service.clone();
     std::thread::Builder::new()
         .name("signals".into())
-        .stack_size(64 * 1024)
+        .stack_size(256 * 1024)
         .spawn(move || {
             if let Some(sig) = signals.forever().next() {
-                log::warn!("msg=\"shim received signal; shutting down\" signal={sig}");
+                // A bounded orderly exit: stop every container (SIGTERM,
+                // grace, SIGKILL, grace, cgroup kill, forced delete), clean
+                // it, publish the exits, then let main remove the socket.
+                log::warn!(
+                    "msg=\"shim received signal; stopping containers and exiting\" signal={sig} containers={}",
+                    sig_service.container_count()
+                );
+                for r in sig_service.stop_all() {
+                    log::warn!(
+                        "msg=\"stopped on shim exit\" id={} confirmed={} steps=\"{}\" took={:?}",
+                        r.id,
+                        r.confirmed,
+                        r.steps.join(","),
+                        r.took
+                    );
+                }
                 let _ = sig_tx.send(());
             }
         })
@@ -105,6 +121,10 @@ pub fn run(args: Args) -> Result<()> {
     }
     if !socket.is_empty() {
         let _ = std::fs::remove_file(&socket);
+    }
+    let undelivered = service.publisher().drain(Duration::from_secs(5));
+    if undelivered > 0 {
+        log::warn!("msg=\"shim exiting with undelivered events\" count={undelivered}");
     }
     log::info!("msg=\"shim daemon exiting\" id={}", args.id);
     log::logger().flush();
