@@ -165,6 +165,18 @@ impl Cgroup {
         }
     }
 
+    /// How many processes the OOM killer has killed in this cgroup: v1
+    /// `memory.oom_control` (`oom_kill`, kernel 4.13+), v2 `memory.events`.
+    /// `None` when the memory controller or the counter is not there.
+    pub fn oom_kill_count(&self) -> Option<u64> {
+        let (dir, file) = match self.version() {
+            CgroupVersion::V1 => (self.controller_path("memory")?, "memory.oom_control"),
+            CgroupVersion::V2 => (self.unified_path()?, "memory.events"),
+        };
+        let text = files::read_optional(&dir.join(file)).ok()??;
+        parse::parse_flat_keyed(&text).get("oom_kill").copied()
+    }
+
     /// Every pid (thread-group id) in the cgroup and in its sub-cgroups,
     /// sorted and without duplicates.
     ///

@@ -25,6 +25,10 @@ pub struct Container {
     pub cgroup: Option<robust_cgroups::Cgroup>,
     /// An escalation is already running for this container.
     pub escalating: std::sync::atomic::AtomicBool,
+    /// The cgroup's OOM-kill count already published as TaskOOM events.
+    pub oom_published: Mutex<u64>,
+    /// The init exited while execs still ran: its TaskExit waits for theirs.
+    pub init_exit_held: Mutex<bool>,
 }
 
 impl Container {
@@ -41,6 +45,46 @@ impl Container {
             .ok_or_else(|| {
                 Error::NotFound(format!("exec {exec_id} of container {} not found", self.id))
             })
+    }
+
+    /// Execs that were started and have not exited yet.
+    pub fn live_execs(&self) -> Vec<Arc<Process>> {
+        self.execs
+            .lock()
+            .map(|m| {
+                m.values()
+                    .filter(|p| {
+                        p.lock()
+                            .map(|s| s.pid > 0 && s.exited_at.is_none())
+                            .unwrap_or(false)
+                    })
+                    .cloned()
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// True when the container has its own pid namespace (the kernel then
+    /// kills everything in it when the init dies).
+    pub fn own_pid_namespace(&self) -> bool {
+        let Ok(raw) = std::fs::read(self.bundle.join("config.json")) else {
+            return true;
+        };
+        let Ok(spec) = serde_json::from_slice::<serde_json::Value>(&raw) else {
+            return true;
+        };
+        spec.pointer("/linux/namespaces")
+            .and_then(|n| n.as_array())
+            .map(|ns| {
+                ns.iter().any(|n| {
+                    n.get("type").and_then(|t| t.as_str()) == Some("pid")
+                        && n.get("path")
+                            .and_then(|p| p.as_str())
+                            .unwrap_or("")
+                            .is_empty()
+                })
+            })
+            .unwrap_or(false)
     }
 
     pub fn pid_file(&self, exec_id: &str) -> PathBuf {

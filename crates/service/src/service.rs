@@ -100,9 +100,14 @@ impl Service {
             .spawn(move || {
                 for id in oom_rx {
                     log::info!("msg=\"container OOM\" id={id}");
-                    let mut m = ev::TaskOOM::new();
-                    m.container_id = id;
-                    s.inner.publisher.publish(events::task_oom(&m));
+                    match s.container(&id) {
+                        Ok(c) => s.publish_oom(&c, true),
+                        Err(_) => {
+                            let mut m = ev::TaskOOM::new();
+                            m.container_id = id;
+                            s.inner.publisher.publish(events::task_oom(&m));
+                        }
+                    }
                 }
             });
         svc
@@ -193,6 +198,10 @@ impl Service {
             "msg=\"process exited\" id={cid} exec_id={eid} pid={} status={code}",
             exit.pid
         );
+        if eid.is_empty() {
+            // An OOM kill is reported before the exit it caused.
+            self.publish_oom(&c, false);
+        }
         {
             let Ok(mut st) = p.lock() else { return };
             if !Process::set_exited(&mut st, code, exit.at) {
@@ -200,6 +209,13 @@ impl Service {
             }
             if st.starting {
                 st.exit_deferred = true;
+            } else if eid.is_empty() && !c.live_execs().is_empty() {
+                // With execs still running (a shared pid namespace), the
+                // init's exit is published after theirs.
+                if let Ok(mut held) = c.init_exit_held.lock() {
+                    *held = true;
+                }
+                self.release_held_exit_later(&c);
             } else {
                 self.publish_exit(cid, &p, &st);
             }
@@ -212,6 +228,81 @@ impl Service {
         // Output threads end by themselves at EOF; they are not joined, so
         // a grandchild holding stdout cannot stall the exit loop.
         drop(threads);
+        if !eid.is_empty() && c.live_execs().is_empty() {
+            self.publish_held_init_exit(&c);
+        }
+    }
+
+    /// Publish the init's held exit, once.
+    fn publish_held_init_exit(&self, c: &Container) {
+        let Ok(mut held) = c.init_exit_held.lock() else {
+            return;
+        };
+        if !*held {
+            return;
+        }
+        *held = false;
+        if let Ok(st) = c.init.lock() {
+            self.publish_exit(&c.id, &c.init, &st);
+        }
+    }
+
+    /// The init exited before its execs: make sure they end (in a shared
+    /// pid namespace nothing else kills them), then publish the init's exit
+    /// after theirs, within `kill_grace` at most.
+    fn release_held_exit_later(&self, c: &Arc<Container>) {
+        let svc = self.clone();
+        let c0 = c;
+        let c = c.clone();
+        let spawned = std::thread::Builder::new()
+            .name("held-exit".into())
+            .stack_size(128 * 1024)
+            .spawn(move || {
+                if !c.own_pid_namespace() {
+                    if let Err(e) = c.runc.kill(&c.id, libc::SIGKILL as u32, true) {
+                        log::debug!("msg=\"kill --all after init exit\" id={} error=\"{e}\"", c.id);
+                    }
+                }
+                let deadline = Instant::now() + c.config.timeouts.kill_grace;
+                for p in c.live_execs() {
+                    let left = deadline.saturating_duration_since(Instant::now());
+                    if p.wait_timeout(left).is_none() {
+                        log::warn!(
+                            "msg=\"exec still running after its init exited; publishing the init exit anyway\" id={} exec_id={} grace={:?}",
+                            c.id,
+                            p.exec_id,
+                            c.config.timeouts.kill_grace
+                        );
+                    }
+                }
+                svc.publish_held_init_exit(&c);
+            });
+        if spawned.is_err() {
+            self.publish_held_init_exit(c0);
+        }
+    }
+
+    /// Publish a TaskOOM when the cgroup's OOM-kill count went up since the
+    /// last one. `from_watch`: the OOM watcher fired; without a readable
+    /// counter that alone is reason enough.
+    pub(crate) fn publish_oom(&self, c: &Container, from_watch: bool) {
+        let Ok(mut seen) = c.oom_published.lock() else {
+            return;
+        };
+        let count = c.cgroup.as_ref().and_then(|cg| cg.oom_kill_count());
+        let publish = match count {
+            Some(n) if n > *seen => {
+                *seen = n;
+                true
+            }
+            Some(_) => false,
+            None => from_watch,
+        };
+        if publish {
+            let mut m = ev::TaskOOM::new();
+            m.container_id = c.id.clone();
+            self.inner.publisher.publish(events::task_oom(&m));
+        }
     }
 
     pub(crate) fn publish_exit(&self, cid: &str, p: &Process, st: &crate::process::State) {
@@ -382,8 +473,15 @@ impl Service {
             init,
             execs: Mutex::new(HashMap::new()),
             rootfs,
+            oom_published: Mutex::new(
+                cgroup
+                    .as_ref()
+                    .and_then(|c| c.oom_kill_count())
+                    .unwrap_or(0),
+            ),
             cgroup,
             escalating: std::sync::atomic::AtomicBool::new(false),
+            init_exit_held: Mutex::new(false),
         });
         self.inner
             .containers
@@ -562,6 +660,7 @@ impl Service {
     pub fn do_state(&self, req: api::StateRequest) -> Result<api::StateResponse> {
         let c = self.container(&req.id)?;
         let p = c.process(&req.exec_id)?;
+        self.check_gone(&c, &p);
         let st = p.lock()?;
         let mut r = api::StateResponse::new();
         r.id = if req.exec_id.is_empty() {
@@ -588,6 +687,37 @@ impl Service {
         }
         r.exec_id = req.exec_id.clone();
         Ok(r)
+    }
+
+    /// Truth over cache: a process we believe alive whose pid no longer
+    /// exists, and whose exit never reached us, is reported stopped (255)
+    /// and its exit published, instead of answering RUNNING forever.
+    fn check_gone(&self, c: &Container, p: &Arc<Process>) {
+        let pid = match p.lock() {
+            Ok(st) if st.exited_at.is_none() && st.pid > 0 && !st.starting => st.pid,
+            _ => return,
+        };
+        if nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None)
+            != Err(nix::errno::Errno::ESRCH)
+        {
+            return;
+        }
+        // The reaper may be delivering it right now.
+        if p.wait_timeout(Duration::from_millis(500)).is_some() {
+            return;
+        }
+        log::warn!(
+            "msg=\"process is gone but its exit was never seen; reporting exit 255\" id={} exec_id={} pid={pid}",
+            c.id,
+            p.exec_id
+        );
+        if let Ok(mut st) = p.lock() {
+            if Process::set_exited(&mut st, 255, SystemTime::now()) {
+                self.publish_exit(&c.id, p, &st);
+            }
+        }
+        p.notify_exit();
+        self.unregister_pid(pid);
     }
 
     pub fn do_kill(&self, req: api::KillRequest) -> Result<()> {

@@ -19,6 +19,9 @@ use crate::start::{LISTEN_FD_ENV, SOCKET_ENV};
 const V3: &str = "/containerd.task.v3.Task/";
 const V2: &str = "/containerd.task.v2.Task/";
 
+/// How long one event is retried before it is logged as lost.
+const PUBLISH_RETRY: Duration = Duration::from_secs(30);
+
 /// The Task service under both names containerd may call it by: 1.6/1.7
 /// speak v2, 2.x speak v2 or v3; the messages are the same on the wire.
 pub fn task_methods(
@@ -62,7 +65,8 @@ pub fn run(args: Args) -> Result<()> {
     let ttrpc_address = std::env::var("TTRPC_ADDRESS").unwrap_or_default();
 
     let (reaper, exits) = Reaper::start().context("start reaper")?;
-    let publisher = Publisher::start(&ttrpc_address, &args.namespace, Duration::from_secs(5));
+    // Long enough to ride out a containerd restart; order is kept meanwhile.
+    let publisher = Publisher::start(&ttrpc_address, &args.namespace, PUBLISH_RETRY);
     let (stop_tx, stop_rx) = std::sync::mpsc::channel();
     let service = Service::new(&args.namespace, reaper, exits, publisher, stop_tx.clone());
 
