@@ -22,6 +22,9 @@ pub const MAX_FILE_LEN: u64 = 1 << 20;
 /// is `/run/containerd/runc/<namespace>`, as with containerd's runc shim.
 pub const DEFAULT_ROOT_PARENT: &str = "/run/containerd/runc";
 
+/// Default parent of runsc's state root (`--root <parent>/<namespace>`).
+pub const DEFAULT_RUNSC_ROOT_PARENT: &str = "/run/containerd/runsc";
+
 /// Default runtime binary.
 pub const DEFAULT_BINARY: &str = "runc";
 
@@ -330,16 +333,16 @@ impl Config {
     }
 
     /// The runtime's `--root` for a namespace: the configured root (or
-    /// [`DEFAULT_ROOT_PARENT`]) joined with the namespace, as containerd's
-    /// runc shim does. The namespace is validated first, since it becomes a
-    /// path component.
+    /// [`DEFAULT_ROOT_PARENT`], [`DEFAULT_RUNSC_ROOT_PARENT`] for runsc)
+    /// joined with the namespace, as containerd's runc shim does. The
+    /// namespace is validated first, since it becomes a path component.
     pub fn runtime_root(&self, namespace: &str) -> Result<PathBuf, ConfigError> {
         ids::validate(ids::NAMESPACE, namespace)?;
-        let parent = self
-            .runtime
-            .root
-            .as_deref()
-            .unwrap_or(Path::new(DEFAULT_ROOT_PARENT));
+        let default = match self.runtime_kind() {
+            RuntimeKind::Runc => DEFAULT_ROOT_PARENT,
+            RuntimeKind::Runsc => DEFAULT_RUNSC_ROOT_PARENT,
+        };
+        let parent = self.runtime.root.as_deref().unwrap_or(Path::new(default));
         Ok(parent.join(namespace))
     }
 

@@ -216,10 +216,26 @@ impl Runc {
         self.run(verb, id, args, None, None).map(|_| ())
     }
 
-    /// Run one verb under its deadline. With `stdio` the container's stdio is
-    /// the runtime's (create, exec): its words come from `--log` only.
-    /// Otherwise stdout and stderr go to memory files read after the exit,
-    /// so a large output can never block the runtime on a full pipe.
+    /// `runsc wait`: block until the container exits and return its exit
+    /// status. No deadline: it lasts as long as the container.
+    pub fn wait(&self, id: &str) -> Result<u32, RuntimeError> {
+        #[derive(Deserialize)]
+        struct WaitResult {
+            #[serde(rename = "exitStatus")]
+            exit_status: i64,
+        }
+        let launched = self.launch("wait", id, vec!["wait".into(), id.into()], None, None)?;
+        let out = self.finish("wait", id, launched, FOREVER)?;
+        let r: WaitResult =
+            serde_json::from_slice(&out.stdout).map_err(|e| RuntimeError::BadOutput {
+                verb: "wait",
+                id: id.to_string(),
+                detail: format!("{e}: {}", String::from_utf8_lossy(&out.stdout)),
+            })?;
+        Ok(r.exit_status.clamp(0, 255) as u32)
+    }
+
+    /// Run one verb under its deadline.
     fn run(
         &self,
         verb: &'static str,
@@ -228,6 +244,22 @@ impl Runc {
         stdio: Option<Stdio>,
         input: Option<&[u8]>,
     ) -> Result<Output, RuntimeError> {
+        let launched = self.launch(verb, id, args, stdio, input)?;
+        self.finish(verb, id, launched, self.cfg.deadlines.for_verb(verb))
+    }
+
+    /// Start one runtime call. With `stdio` the container's stdio is the
+    /// runtime's (create, exec): its words come from `--log` only.
+    /// Otherwise stdout and stderr go to memory files read after the exit,
+    /// so a large output can never block the runtime on a full pipe.
+    fn launch(
+        &self,
+        verb: &'static str,
+        id: &str,
+        args: Vec<OsString>,
+        stdio: Option<Stdio>,
+        input: Option<&[u8]>,
+    ) -> Result<Launched, RuntimeError> {
         let io_err = |context: &'static str| {
             let id = id.to_string();
             move |source: std::io::Error| RuntimeError::Io {
@@ -288,9 +320,8 @@ impl Runc {
             }
         }
 
-        let timeout = self.cfg.deadlines.for_verb(verb);
         let started = Instant::now();
-        let mut child = self.reaper.spawn(&mut cmd).map_err(|e| match e {
+        let child = self.reaper.spawn(&mut cmd).map_err(|e| match e {
             robust_reaper::ReaperError::Spawn { source, .. } => RuntimeError::Spawn {
                 verb,
                 id: id.to_string(),
@@ -306,6 +337,31 @@ impl Runc {
         })?;
         // Drop our copies of the child's stdio now (they moved into `cmd`).
         drop(cmd);
+        Ok(Launched {
+            child,
+            log,
+            stdout: stdout_file,
+            stderr: stderr_file,
+            started,
+        })
+    }
+
+    /// Wait for a launched call within `timeout`; on expiry its process
+    /// group is killed and reaped.
+    fn finish(
+        &self,
+        verb: &'static str,
+        id: &str,
+        l: Launched,
+        timeout: Duration,
+    ) -> Result<Output, RuntimeError> {
+        let Launched {
+            mut child,
+            log,
+            stdout,
+            stderr,
+            started,
+        } = l;
         let (status, timed_out) = child.wait_or_kill(timeout);
         if timed_out {
             log::warn!(
@@ -322,11 +378,11 @@ impl Runc {
             "msg=\"runtime call\" verb={verb} id={id} status=\"{status}\" took={:?}",
             started.elapsed()
         );
-        let stdout = stdout_file.map(read_all).unwrap_or_default();
+        let stdout = stdout.map(read_all).unwrap_or_default();
         if status != ExitStatus::Code(0) {
             let mut message = last_log_error(&read_all(log));
             if message.is_empty() {
-                if let Some(f) = stderr_file {
+                if let Some(f) = stderr {
                     message = String::from_utf8_lossy(&read_all(f)).trim().to_string();
                 }
             }
@@ -339,6 +395,17 @@ impl Runc {
         }
         Ok(Output { stdout })
     }
+}
+
+/// "No deadline": calls that last as long as a container (`wait`).
+const FOREVER: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
+
+struct Launched {
+    child: robust_reaper::Child,
+    log: File,
+    stdout: Option<File>,
+    stderr: Option<File>,
+    started: Instant,
 }
 
 fn memfile(name: &str) -> std::io::Result<File> {

@@ -29,6 +29,28 @@ pub struct Container {
     pub oom_published: Mutex<u64>,
     /// The init exited while execs still ran: its TaskExit waits for theirs.
     pub init_exit_held: Mutex<bool>,
+    /// The runtime family (runc or runsc) driving this container.
+    pub kind: RuntimeKind,
+    /// The pod's sandbox, or a container of its own (not an app container
+    /// of a pod): with runsc only this one owns the sandbox process.
+    pub owns_sandbox: bool,
+}
+
+/// CRI's annotation telling the sandbox from the containers of a pod.
+pub const CONTAINER_TYPE: &str = "io.kubernetes.cri.container-type";
+
+/// True unless the bundle's spec says this is an app container of a pod.
+pub fn owns_sandbox(bundle: &std::path::Path) -> bool {
+    let Ok(raw) = std::fs::read(bundle.join("config.json")) else {
+        return true;
+    };
+    let Ok(spec) = serde_json::from_slice::<serde_json::Value>(&raw) else {
+        return true;
+    };
+    spec.get("annotations")
+        .and_then(|a| a.get(CONTAINER_TYPE))
+        .and_then(|v| v.as_str())
+        .is_none_or(|t| t == "sandbox")
 }
 
 impl Container {

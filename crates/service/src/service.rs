@@ -15,7 +15,7 @@ use containerd_shim_protos::protobuf::{Message, MessageField};
 use containerd_shim_protos::shim::oci::ProcessDetails;
 use containerd_shim_protos::types::task::{ProcessInfo, Status as PbStatus};
 use robust_cleanup::{bundle, mount};
-use robust_config::Config;
+use robust_config::{Config, RuntimeKind};
 use robust_reaper::{Exit, Reaper};
 use robust_runtime::{CreateOpts, ExecOpts, Runc};
 use ttrpc::TtrpcContext;
@@ -190,7 +190,7 @@ impl Service {
         }
     }
 
-    fn deliver_exit(&self, cid: &str, eid: &str, exit: Exit) {
+    pub(crate) fn deliver_exit(&self, cid: &str, eid: &str, exit: Exit) {
         let Ok(c) = self.container(cid) else { return };
         let Ok(p) = c.process(eid) else { return };
         let code = exit.status.code();
@@ -443,7 +443,9 @@ impl Service {
             undo_mount("after create");
             e
         };
-        let io = prepared.finish(&paths, &id).map_err(fail)?;
+        let io = prepared
+            .finish(&paths, &id, cfg.timeouts.create)
+            .map_err(fail)?;
         let pid = bundle::read_pid(&bundle_dir, "init.pid").ok_or_else(|| {
             fail(Error::Other(format!(
                 "container {id}: runtime create left no valid init.pid"
@@ -457,7 +459,12 @@ impl Service {
                 None
             }
         };
-        if let (Some(oom), Some(cg)) = (&self.inner.oom, &cgroup) {
+        let kind = cfg.runtime_kind();
+        let owns = crate::container::owns_sandbox(&bundle_dir);
+        // With runsc the host pid is the sandbox's: only the container that
+        // owns the sandbox watches its cgroup for OOM.
+        let watch_oom = kind == RuntimeKind::Runc || owns;
+        if let (Some(oom), Some(cg), true) = (&self.inner.oom, &cgroup, watch_oom) {
             if let Err(e) = oom.watch(&id, cg) {
                 log::warn!("msg=\"cannot watch OOM\" id={id} error=\"{e}\"");
             }
@@ -482,13 +489,26 @@ impl Service {
             cgroup,
             escalating: std::sync::atomic::AtomicBool::new(false),
             init_exit_held: Mutex::new(false),
+            kind,
+            owns_sandbox: owns,
         });
         self.inner
             .containers
             .lock()
             .map_err(|_| Error::poisoned("containers"))?
-            .insert(id.clone(), container);
-        self.register_pid(pid, &id, "");
+            .insert(id.clone(), container.clone());
+        match kind {
+            RuntimeKind::Runc => self.register_pid(pid, &id, ""),
+            RuntimeKind::Runsc => {
+                // The sandbox process is ours to reap; a container's own
+                // exit is learned from `runsc wait`.
+                if owns {
+                    self.register_pid(pid, &id, "");
+                }
+                // `runsc wait` is started once the container runs: on a
+                // created container it gives up after a few seconds.
+            }
+        }
 
         let mut m = ev::TaskCreate::new();
         m.container_id = id.clone();
@@ -525,7 +545,11 @@ impl Service {
             st.starting = true;
         }
         let res = if req.exec_id.is_empty() {
-            c.runc.start(&c.id).map_err(Error::from).map(|_| p.pid())
+            let r = c.runc.start(&c.id).map_err(Error::from).map(|_| p.pid());
+            if r.is_ok() && c.kind == RuntimeKind::Runsc {
+                self.runsc_wait(&c);
+            }
+            r
         } else {
             self.start_exec(&c, &p)
         };
@@ -584,18 +608,16 @@ impl Service {
         let mut prepared = stdio::prepare(&p.stdio, &c.id)?;
         let console_path = prepared.console.as_ref().map(|s| s.path().to_path_buf());
         let stdio = std::mem::take(&mut prepared.runtime);
-        let res = c.runc.exec(
-            &c.id,
-            ExecOpts {
-                process_json: &spec_path,
-                pid_file: &pid_file,
-                console_socket: console_path.as_deref(),
-                stdio,
-            },
-        );
+        let opts = ExecOpts {
+            process_json: &spec_path,
+            pid_file: &pid_file,
+            console_socket: console_path.as_deref(),
+            stdio,
+        };
+        let res = c.runc.exec(&c.id, opts);
         let _ = std::fs::remove_file(&spec_path);
         res?;
-        let io = prepared.finish(&p.stdio, &c.id)?;
+        let io = prepared.finish(&p.stdio, &c.id, c.config.timeouts.exec)?;
         let pid = bundle::read_pid(&c.bundle, &format!("{eid}.pid")).ok_or_else(|| {
             Error::Other(format!(
                 "container {} exec {eid}: runtime exec left no valid pid file",
@@ -607,6 +629,58 @@ impl Service {
         p.lock()?.pid = pid;
         self.register_pid(pid, &c.id, eid);
         Ok(pid)
+    }
+
+    /// runsc: learn the container's exit with `runsc wait`, in its own
+    /// thread for as long as the container lives.
+    fn runsc_wait(&self, container: &Arc<Container>) {
+        let svc = self.clone();
+        let c = container.clone();
+        let spawned = std::thread::Builder::new()
+            .name("runsc-wait".into())
+            .stack_size(128 * 1024)
+            .spawn(move || {
+                let status = loop {
+                    match c.runc.wait(&c.id) {
+                        Ok(code) => break robust_reaper::ExitStatus::Code(code as i32),
+                        Err(e) => {
+                            if c.init.lock().map(|s| s.exited_at.is_some()).unwrap_or(true) {
+                                return;
+                            }
+                            // Still running by the runtime's account: wait again.
+                            let running = matches!(
+                                c.runc.state(&c.id).map(|s| s.status),
+                                Ok(ref st) if st == "running" || st == "paused"
+                            );
+                            if running {
+                                log::debug!("msg=\"runsc wait returned early; waiting again\" id={} error=\"{e}\"", c.id);
+                                continue;
+                            }
+                            // The sandbox died with it: its exit status is gone.
+                            log::warn!(
+                                "msg=\"runsc wait failed; reporting exit 137\" id={} error=\"{e}\"",
+                                c.id
+                            );
+                            break robust_reaper::ExitStatus::Signal(libc::SIGKILL);
+                        }
+                    }
+                };
+                svc.deliver_exit(
+                    &c.id,
+                    "",
+                    Exit {
+                        pid: c.init.pid(),
+                        status,
+                        at: SystemTime::now(),
+                    },
+                );
+            });
+        if let Err(e) = spawned {
+            log::error!(
+                "msg=\"cannot start runsc wait thread\" id={} error=\"{e}\"",
+                container.id
+            );
+        }
     }
 
     pub fn do_exec(&self, req: api::ExecProcessRequest) -> Result<()> {
@@ -797,6 +871,16 @@ impl Service {
         match c.runc.delete(&c.id, status == Status::Created) {
             Ok(()) => {}
             Err(e) if e.kind() == robust_runtime::ErrorKind::NotFound => {}
+            // runsc cannot force-delete a created or already-stopped
+            // container ("cannot signal container in state created",
+            // "sandbox is not running"): that means gone or retry plainly.
+            Err(e) if e.kind() == robust_runtime::ErrorKind::NotRunning => {
+                if let Err(pe) = c.runc.delete(&c.id, false) {
+                    if pe.kind() == robust_runtime::ErrorKind::Other {
+                        return Err(pe.into());
+                    }
+                }
+            }
             Err(e) => {
                 // A stopped container that runc cannot delete plainly is
                 // deleted by force; the error is only fatal if that fails.

@@ -50,9 +50,14 @@ pub struct Io {
 impl Prepared {
     /// For a terminal: receive the pty master the runtime sent and start
     /// copying through it. Without one this just hands over the copies.
-    pub fn finish(mut self, paths: &StdioPaths, id: &str) -> Result<Io> {
+    pub fn finish(
+        mut self,
+        paths: &StdioPaths,
+        id: &str,
+        timeout: std::time::Duration,
+    ) -> Result<Io> {
         if let Some(console) = self.console.take() {
-            let master = Arc::new(console.receive(id)?);
+            let master = Arc::new(console.receive(id, timeout)?);
             if !paths.stdout.is_empty() {
                 let out = open_output(&paths.stdout)?;
                 let src = File::from(
@@ -303,10 +308,26 @@ impl ConsoleSocket {
     }
 
     /// The runtime has returned: its connection waits in the backlog.
-    fn receive(self, id: &str) -> Result<OwnedFd> {
+    /// Wait up to `timeout` for the runtime's connection: runc has already
+    /// sent it when it returns; an attached runsc exec sends it while it runs.
+    fn receive(self, id: &str, timeout: std::time::Duration) -> Result<OwnedFd> {
         self.listener
             .set_nonblocking(true)
             .map_err(io("console socket nonblocking"))?;
+        let deadline = std::time::Instant::now() + timeout;
+        loop {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            let ms = left.as_millis().min(i32::MAX as u128) as i32;
+            let mut fds = [PollFd::new(self.listener.as_fd(), PollFlags::POLLIN)];
+            match poll(
+                &mut fds,
+                PollTimeout::try_from(ms).unwrap_or(PollTimeout::MAX),
+            ) {
+                // SIGCHLD and friends interrupt the wait: keep waiting.
+                Err(nix::errno::Errno::EINTR) if ms > 0 => continue,
+                _ => break,
+            }
+        }
         let (stream, _) = self.listener.accept().map_err(|e| {
             Error::Io(format!(
                 "{id}: the runtime sent no terminal over the console socket: {e}"
@@ -342,5 +363,49 @@ impl ConsoleSocket {
 impl Drop for ConsoleSocket {
     fn drop(&mut self) {
         let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use nix::sys::socket::{sendmsg, ControlMessage};
+    use std::time::{Duration, Instant};
+
+    /// The runtime may connect after it started (an attached runsc exec):
+    /// receive waits for it, through signals, up to its timeout.
+    #[test]
+    fn console_socket_waits_for_a_late_sender() {
+        let sock = ConsoleSocket::new().unwrap();
+        let path = sock.path().to_path_buf();
+        let sender = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(300));
+            let s = std::os::unix::net::UnixStream::connect(&path).unwrap();
+            let f = std::fs::File::open("/dev/null").unwrap();
+            let fds = [f.as_raw_fd()];
+            let iov = [std::io::IoSlice::new(b"/dev/null")];
+            sendmsg::<()>(
+                s.as_raw_fd(),
+                &iov,
+                &[ControlMessage::ScmRights(&fds)],
+                MsgFlags::empty(),
+                None,
+            )
+            .unwrap();
+        });
+        let t = Instant::now();
+        let fd = sock.receive("c1", Duration::from_secs(5)).unwrap();
+        assert!(fd.as_raw_fd() >= 0);
+        assert!(t.elapsed() >= Duration::from_millis(250));
+        sender.join().unwrap();
+    }
+
+    #[test]
+    fn console_socket_gives_up_after_its_timeout() {
+        let sock = ConsoleSocket::new().unwrap();
+        let t = Instant::now();
+        let err = sock.receive("c1", Duration::from_millis(200)).unwrap_err();
+        assert!(err.to_string().contains("sent no terminal"), "{err}");
+        assert!(t.elapsed() >= Duration::from_millis(150));
     }
 }
