@@ -70,7 +70,13 @@ pub fn run(args: Args) -> Result<()> {
     let (stop_tx, stop_rx) = std::sync::mpsc::channel();
     let service = Service::new(&args.namespace, reaper, exits, publisher, stop_tx.clone());
 
+    // Few idle workers: the pool spawns a new worker whenever fewer than
+    // `min` are idle (a blocked Wait holds one), so a small pool costs no
+    // responsiveness. ttrpc wants min < default < max.
     let mut server = ttrpc::Server::new()
+        .set_thread_count_min(1)
+        .set_thread_count_default(2)
+        .set_thread_count_max(3)
         .add_listener(fd)
         .context("ttrpc listener")?
         .register_service(task_methods(Arc::new(service.clone())));
