@@ -242,6 +242,13 @@ fn forward_loop(
     }
 }
 
+/// Exits and OOMs are what containerd's state machine cannot do without
+/// (F1): they are retried until delivered. Everything else is retried for
+/// the publish bound.
+fn is_critical(topic: &str) -> bool {
+    matches!(topic, "/tasks/exit" | "/tasks/oom")
+}
+
 fn deliver(
     client: &mut Option<EventsClient>,
     e: Event,
@@ -249,61 +256,133 @@ fn deliver(
     namespace: &str,
     bound: Duration,
 ) {
-    {
-        let mut req = ForwardRequest::new();
-        let mut env = Envelope::new();
-        env.timestamp = timestamp(e.at);
-        env.namespace = namespace.to_string();
-        env.topic = e.topic.to_string();
-        let mut any = Any::new();
-        any.type_url = e.type_url.to_string();
-        any.value = e.payload;
-        env.event = MessageField::some(any);
-        req.envelope = MessageField::some(env);
+    let mut req = ForwardRequest::new();
+    let mut env = Envelope::new();
+    env.timestamp = timestamp(e.at);
+    env.namespace = namespace.to_string();
+    env.topic = e.topic.to_string();
+    let mut any = Any::new();
+    any.type_url = e.type_url.to_string();
+    any.value = e.payload;
+    env.event = MessageField::some(any);
+    req.envelope = MessageField::some(env);
 
-        let deadline = Instant::now() + bound;
-        let mut backoff = Duration::from_millis(20);
-        let mut attempts = 0u32;
-        loop {
-            attempts += 1;
-            if client.is_none() {
-                *client = connect(address);
-            }
-            let sent = match client.as_ref() {
-                Some(c) => {
-                    let mut ctx =
-                        ttrpc::context::with_timeout(Duration::from_secs(2).as_nanos() as i64);
-                    ctx.add(
-                        "containerd-namespace-ttrpc".to_string(),
-                        namespace.to_string(),
-                    );
-                    c.forward(ctx, &req).map_err(|err| err.to_string())
-                }
-                None => Err("not connected".to_string()),
-            };
-            match sent {
-                Ok(_) => break,
-                Err(err) => {
-                    *client = None;
-                    if Instant::now() >= deadline {
-                        log::warn!(
-                            "msg=\"event not delivered; giving up\" topic={} id={} attempts={attempts} error=\"{err}\"",
-                            e.topic, e.container_id
-                        );
-                        break;
-                    }
-                    if attempts == 1 {
-                        log::warn!(
-                            "msg=\"event delivery failed; retrying\" topic={} id={} error=\"{err}\"",
-                            e.topic, e.container_id
-                        );
-                    }
-                    std::thread::sleep(
-                        backoff.min(deadline.saturating_duration_since(Instant::now())),
-                    );
-                    backoff = (backoff * 2).min(Duration::from_millis(500));
-                }
-            }
+    let started = Instant::now();
+    let deadline = (!is_critical(e.topic)).then(|| started + bound);
+    let mut next_report = started + Duration::from_secs(60);
+    let mut backoff = Duration::from_millis(20);
+    let mut attempts = 0u32;
+    loop {
+        attempts += 1;
+        if client.is_none() {
+            *client = connect(address);
         }
+        let sent = match client.as_ref() {
+            Some(c) => {
+                let mut ctx =
+                    ttrpc::context::with_timeout(Duration::from_secs(2).as_nanos() as i64);
+                ctx.add(
+                    "containerd-namespace-ttrpc".to_string(),
+                    namespace.to_string(),
+                );
+                c.forward(ctx, &req).map_err(|err| err.to_string())
+            }
+            None => Err("not connected".to_string()),
+        };
+        let err = match sent {
+            Ok(_) => {
+                if attempts > 1 {
+                    log::info!(
+                        "msg=\"event delivered after retries\" topic={} id={} attempts={attempts} took={:?}",
+                        e.topic,
+                        e.container_id,
+                        started.elapsed()
+                    );
+                }
+                return;
+            }
+            Err(err) => err,
+        };
+        *client = None;
+        let now = Instant::now();
+        if deadline.is_some_and(|d| now >= d) {
+            log::warn!(
+                "msg=\"event not delivered; giving up\" topic={} id={} attempts={attempts} error=\"{err}\"",
+                e.topic,
+                e.container_id
+            );
+            return;
+        }
+        if attempts == 1 {
+            log::warn!(
+                "msg=\"event delivery failed; retrying\" topic={} id={} until=\"{}\" error=\"{err}\"",
+                e.topic,
+                e.container_id,
+                if deadline.is_some() { "publish bound" } else { "delivered" }
+            );
+        } else if now >= next_report {
+            next_report = now + Duration::from_secs(60);
+            log::warn!(
+                "msg=\"event still not delivered; retrying\" topic={} id={} attempts={attempts} waited={:?} error=\"{err}\"",
+                e.topic,
+                e.container_id,
+                started.elapsed()
+            );
+        }
+        let left = deadline.map_or(backoff, |d| d.saturating_duration_since(now));
+        std::thread::sleep(backoff.min(left));
+        backoff = (backoff * 2).min(Duration::from_millis(500));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exits_and_ooms_are_retried_until_delivered() {
+        assert!(is_critical("/tasks/exit"));
+        assert!(is_critical("/tasks/oom"));
+        assert!(!is_critical("/tasks/start"));
+    }
+
+    /// With nobody listening, a non-critical event is given up after the
+    /// bound and the queue moves on; drain reports nothing pending.
+    #[test]
+    fn ordinary_event_gives_up_after_its_bound() {
+        let dir = std::env::temp_dir().join(format!("robust-pub-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let addr = dir.join("nobody.sock");
+        let p = Publisher::start(
+            addr.to_str().unwrap(),
+            "default",
+            Duration::from_millis(200),
+        );
+        let mut m = ev::TaskStart::new();
+        m.container_id = "c1".into();
+        p.publish(task_start(&m));
+        assert_eq!(p.drain(Duration::from_secs(5)), 0);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn exit_waits_in_the_queue_while_containerd_is_away() {
+        let dir = std::env::temp_dir().join(format!("robust-pub2-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let addr = dir.join("nobody.sock");
+        let p = Publisher::start(
+            addr.to_str().unwrap(),
+            "default",
+            Duration::from_millis(200),
+        );
+        let mut m = ev::TaskExit::new();
+        m.container_id = "c1".into();
+        p.publish(task_exit(&m));
+        assert_eq!(
+            p.drain(Duration::from_millis(600)),
+            1,
+            "an exit must not be dropped"
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }
