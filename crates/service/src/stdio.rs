@@ -266,6 +266,9 @@ fn copy_in(mut src: File, mut dst: File, stop: &EventFd, id: &str) {
             Err(_) => break,
         }
         if fds[1].revents().is_some_and(|r| !r.is_empty()) {
+            // CloseIO (or the exit): the client is done writing, but what it
+            // wrote may still sit in the FIFO. Hand that over first.
+            drain(&mut src, &mut dst, &mut buf);
             break;
         }
         if fds[0].revents().is_none_or(|r| r.is_empty()) {
@@ -281,6 +284,23 @@ fn copy_in(mut src: File, mut dst: File, stop: &EventFd, id: &str) {
             }
             Err(e) if e.kind() == ErrorKind::WouldBlock || e.kind() == ErrorKind::Interrupted => {}
             Err(_) => break,
+        }
+    }
+}
+
+/// Copy what is buffered in the non-blocking `src` to `dst`, up to EOF or
+/// until it would block.
+fn drain(src: &mut File, dst: &mut File, buf: &mut [u8]) {
+    loop {
+        match src.read(buf) {
+            Ok(0) => return,
+            Ok(n) => {
+                if dst.write_all(&buf[..n]).is_err() {
+                    return;
+                }
+            }
+            Err(e) if e.kind() == ErrorKind::Interrupted => {}
+            Err(_) => return,
         }
     }
 }
@@ -398,6 +418,35 @@ mod tests {
         assert!(fd.as_raw_fd() >= 0);
         assert!(t.elapsed() >= Duration::from_millis(250));
         sender.join().unwrap();
+    }
+
+    /// CloseIO right after the client's last write: everything it wrote
+    /// reaches the process (a bug once lost the FIFO's unread tail).
+    #[test]
+    fn close_stdin_delivers_what_is_still_in_the_fifo() {
+        let dir = std::env::temp_dir().join(format!("robust-stdin-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let fifo = dir.join("stdin");
+        nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+        let (r, w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).unwrap();
+        let stop = Arc::new(eventfd().unwrap());
+        let copier =
+            spawn_copy_in(fifo.to_str().unwrap(), File::from(w), stop.clone(), "c1").unwrap();
+        // The client writes 100 kB while the process does not read yet: the
+        // copy fills the process's pipe and the rest stays in the FIFO. Then
+        // the client closes stdin, and only then the process reads.
+        let mut wr = OpenOptions::new().write(true).open(&fifo).unwrap();
+        wr.write_all(&vec![b'x'; 100_000]).unwrap();
+        stop.write(1).unwrap();
+        drop(wr);
+        let reader = std::thread::spawn(move || {
+            let mut got = Vec::new();
+            File::from(r).read_to_end(&mut got).unwrap();
+            got.len()
+        });
+        copier.join().unwrap();
+        assert_eq!(reader.join().unwrap(), 100_000);
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
