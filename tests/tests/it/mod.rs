@@ -1,0 +1,13 @@
+//! The cases, by the interface they drive.
+
+pub use robust_integration::*;
+pub use std::time::Duration;
+
+/// Cases driven through the containerd gRPC API.
+pub mod api_cases;
+/// Cases driven through the CRI API.
+pub mod cri_cases;
+/// Cases driven through `ctr` commands.
+pub mod ctr_cases;
+/// Events and state across restarts, OOMs, load and shared pid namespaces (issue 5).
+pub mod events;
