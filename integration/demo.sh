@@ -14,7 +14,7 @@ export ROBUST_IT_BRIDGE="${ROBUST_IT_BRIDGE:-robustd0}"
 export ROBUST_IT_SUBNET="${ROBUST_IT_SUBNET:-10.244.79.0/24}"
 RUNTIME="${DEMO_RUNTIME:-io.containerd.robust.v2}"
 REFERENCE=io.containerd.runc.v2
-SECTIONS=(basic detached footprint)
+SECTIONS=(basic detached footprint escalation hang oom)
 CS=integration/containerd.sh
 NS=default
 
@@ -146,6 +146,91 @@ demo_footprint() {
         CTR_TIMEOUT=15 ctr_ task delete -f "$id" >/dev/null 2>&1 || true
         CTR_TIMEOUT=15 ctr_ container delete "$id" >/dev/null 2>&1 || true
     done
+}
+
+# The robustness sections show what only our shim does; with the reference they are skipped.
+robust_only() {
+    if [[ "$RUNTIME" != io.containerd.robust.v2 ]]; then
+        explain "skipped: this section shows a robust-shim feature ($RUNTIME runs the demo)"
+        return 1
+    fi
+}
+# shim log lines about a container (containerd copies the shim log into its own)
+shim_log() { grep -a "id=$1" "$ROBUST_IT_RUN_DIR/containerd.log" | grep -a "runtime=io.containerd.robust.v2" | grep -a "$2" | sed 's/^/      log: /' | cut -c1-220; }
+
+demo_escalation() {
+    section "4. SIGTERM to the shim: a bounded, orderly exit even when the init ignores SIGTERM"
+    robust_only || return 0
+    local id="demo-esc-$$" cfg="$ROBUST_IT_RUN_DIR/demo-escalation.toml"
+    started+=("$id")
+    printf '[timeouts]\nstop_grace = "2s"\nkill_grace = "1s"\n' >"$cfg"
+    explain "config: stop_grace = 2s; the init ignores SIGTERM"
+    show ctr_ run -d --runtime "$RUNTIME" --runtime-config-path "$cfg" "$ROBUST_IT_IMAGE" "$id" sh -c 'trap "" TERM; while :; do sleep 1; done'
+    if [[ "$rc" != 0 ]] || ! wait_status "$id" RUNNING 10; then fail "the container did not start"; return 0; fi
+    local spid t0
+    spid="$(shim_pid_of "$id" || true)"
+    [[ -n "$spid" ]] || { fail "no shim process found"; return 0; }
+    explain "kill -TERM $spid (the shim daemon): it stops the container (SIGTERM, 2 s, SIGKILL), publishes the exit, exits"
+    t0=$(date +%s%N)
+    kill -TERM "$spid"
+    local deadline=$((SECONDS + 15))
+    while kill -0 "$spid" 2>/dev/null && ((SECONDS < deadline)); do sleep 0.05; done
+    if kill -0 "$spid" 2>/dev/null; then fail "shim still running 15 s after SIGTERM"; return 0; fi
+    ok "shim gone after $(( ($(date +%s%N) - t0) / 1000000 )) ms"
+    shim_log "$id" "escalating\|stopped on shim exit"
+    if wait_status "$id" STOPPED 10; then ok "containerd sees the task STOPPED"; show ctr_ task ls; else
+        # containerd may already have cleaned the dead shim's task away
+        [[ -z "$(task_status "$id")" ]] && ok "containerd cleaned the task up" || fail "task is $(task_status "$id")"
+    fi
+}
+
+demo_hang() {
+    section "5. a runtime that hangs: every runtime call has a deadline"
+    robust_only || return 0
+    local id="demo-hang-$$" wrapper="$ROBUST_IT_RUN_DIR/demo-hang-runc" cfg="$ROBUST_IT_RUN_DIR/demo-hang.toml"
+    started+=("$id")
+    cat >"$wrapper" <<'WRAP'
+#!/bin/sh
+# runc, except that `pause` hangs (demo fault injection)
+for a in "$@"; do
+    case "$a" in
+    pause) sleep 3600 ;;
+    create | start | exec | kill | delete | state | update | ps | resume | events) break ;;
+    esac
+done
+exec runc "$@"
+WRAP
+    chmod +x "$wrapper"
+    printf '[runtime]\nbinary = "%s"\n[timeouts]\npause = "2s"\n' "$wrapper" >"$cfg"
+    explain "the runtime is a wrapper around runc that hangs on 'pause'; config: pause = 2s"
+    show ctr_ run -d --runtime "$RUNTIME" --runtime-config-path "$cfg" "$ROBUST_IT_IMAGE" "$id" sleep 300
+    if [[ "$rc" != 0 ]] || ! wait_status "$id" RUNNING 10; then fail "the container did not start"; return 0; fi
+    local t0=$SECONDS
+    show ctr_ task pause "$id"
+    if [[ "$rc" != 0 && "$out" == *"pause"* ]]; then ok "pause failed after $((SECONDS - t0)) s with the deadline named"; else fail "expected a deadline error"; fi
+    explain "the shim still answers, and the hung runtime process is gone"
+    show ctr_ task ls
+    if pgrep -f "$wrapper.*pause" >/dev/null; then fail "hung runtime still running"; else ok "no hung runtime left"; fi
+    show ctr_ task kill -s KILL "$id"
+    wait_status "$id" STOPPED 10 || fail "not STOPPED after SIGKILL"
+}
+
+demo_oom() {
+    section "6. an OOM kill: TaskOOM, then the exit (137), in that order"
+    robust_only || return 0
+    local id="demo-oom-$$" evlog="$ROBUST_IT_RUN_DIR/demo-oom-events"
+    started+=("$id")
+    timeout 30 ctr --address "$CONTAINERD_ADDRESS" events >"$evlog" 2>/dev/null &
+    local evpid=$!
+    sleep 0.3
+    show ctr_ run --rm --memory-limit 16777216 --runtime "$RUNTIME" "$ROBUST_IT_IMAGE" "$id" sh -c 'x=aaaaaaaaaaaaaaaa; while :; do x=$x$x; done'
+    local deadline=$((SECONDS + 10))
+    until grep -q "/tasks/delete.*$id" "$evlog" 2>/dev/null || ((SECONDS >= deadline)); do sleep 0.1; done
+    kill "$evpid" 2>/dev/null || true
+    grep -a "$id" "$evlog" | grep -a "/tasks/" | awk '{print "      event: " $6}'
+    local order
+    order="$(grep -a "$id" "$evlog" | grep -ao '/tasks/[a-z-]*' | tr '\n' ' ')"
+    if [[ "$rc" == 137 && "$order" == *"/tasks/oom /tasks/exit"* ]]; then ok "exit 137, oom before exit"; else fail "expected exit 137 and /tasks/oom before /tasks/exit (got rc $rc: $order)"; fi
 }
 
 # ---- main -----------------------------------------------------------------------------------
