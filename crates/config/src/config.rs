@@ -193,11 +193,13 @@ pub struct Timeouts {
     pub stop_grace: Duration,
     /// After SIGKILL, before a forced delete.
     pub kill_grace: Duration,
-    /// Bound for the daemon's orderly exit.
+    /// After the daemon has stopped its containers on SIGTERM/SIGINT: how
+    /// long it may spend delivering the events still queued.
     pub shutdown: Duration,
     /// EBUSY retries of an unmount before a lazy detach.
     pub unmount: Duration,
-    /// Retries of publishing one event.
+    /// Retries of publishing one ordinary event (exits and OOMs are retried
+    /// until delivered).
     pub publish: Duration,
 }
 
@@ -220,7 +222,7 @@ impl Default for Timeouts {
             kill_grace: s(2),
             shutdown: s(5),
             unmount: s(2),
-            publish: s(5),
+            publish: s(30),
         }
     }
 }
@@ -508,7 +510,7 @@ mod tests {
                 ("kill_grace", s(2)),
                 ("shutdown", s(5)),
                 ("unmount", s(2)),
-                ("publish", s(5)),
+                ("publish", s(30)),
             ]
         );
         // An empty file is the defaults.

@@ -6,7 +6,7 @@
 //! restarted). What finally cannot be delivered is logged with its topic
 //! and container id.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TrySendError};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
@@ -135,6 +135,8 @@ pub struct Publisher {
     tx: Option<SyncSender<Event>>,
     /// Events queued and not yet delivered or given up on.
     pending: Arc<AtomicUsize>,
+    /// Retry bound of ordinary events, in milliseconds (`timeouts.publish`).
+    bound_ms: Arc<AtomicU64>,
 }
 
 impl Publisher {
@@ -143,26 +145,37 @@ impl Publisher {
     /// and the one-shot actions).
     pub fn start(address: &str, namespace: &str, bound: Duration) -> Publisher {
         let pending = Arc::new(AtomicUsize::new(0));
+        let bound_ms = Arc::new(AtomicU64::new(bound.as_millis() as u64));
         if address.is_empty() {
-            return Publisher { tx: None, pending };
+            return Publisher {
+                tx: None,
+                pending,
+                bound_ms,
+            };
         }
         let (tx, rx) = sync_channel(QUEUE);
         let address = address.to_string();
         let namespace = namespace.to_string();
         let p2 = pending.clone();
+        let b2 = bound_ms.clone();
         let spawned = std::thread::Builder::new()
             .name("publisher".into())
             .stack_size(256 * 1024)
-            .spawn(move || forward_loop(rx, &address, &namespace, bound, &p2));
+            .spawn(move || forward_loop(rx, &address, &namespace, &b2, &p2));
         if let Err(e) = spawned {
             log::error!(
                 "msg=\"cannot start event publisher; events will be dropped\" error=\"{e}\""
             );
-            return Publisher { tx: None, pending };
+            return Publisher {
+                tx: None,
+                pending,
+                bound_ms,
+            };
         }
         Publisher {
             tx: Some(tx),
             pending,
+            bound_ms,
         }
     }
 
@@ -170,7 +183,15 @@ impl Publisher {
         Publisher {
             tx: None,
             pending: Arc::new(AtomicUsize::new(0)),
+            bound_ms: Arc::new(AtomicU64::new(0)),
         }
+    }
+
+    /// Set the retry bound of ordinary events (a container's
+    /// `timeouts.publish`; the most recent container's config wins).
+    pub fn set_bound(&self, bound: Duration) {
+        self.bound_ms
+            .store(bound.as_millis() as u64, Ordering::Relaxed);
     }
 
     /// Wait until every queued event was delivered or given up on, for at
@@ -232,11 +253,12 @@ fn forward_loop(
     rx: Receiver<Event>,
     address: &str,
     namespace: &str,
-    bound: Duration,
+    bound_ms: &AtomicU64,
     pending: &AtomicUsize,
 ) {
     let mut client: Option<EventsClient> = None;
     for e in rx {
+        let bound = Duration::from_millis(bound_ms.load(Ordering::Relaxed));
         deliver(&mut client, e, address, namespace, bound);
         pending.fetch_sub(1, Ordering::AcqRel);
     }

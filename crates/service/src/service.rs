@@ -52,6 +52,8 @@ pub(crate) struct Inner {
     pub(crate) containers: Mutex<HashMap<String, Arc<Container>>>,
     router: Mutex<ExitRouter>,
     pub(crate) oom: Option<robust_cgroups::OomWatcher>,
+    /// The longest `timeouts.shutdown` of the containers served so far.
+    shutdown_bound: Mutex<Duration>,
     shutdown: Mutex<Sender<()>>,
 }
 
@@ -81,6 +83,7 @@ impl Service {
                 containers: Mutex::new(HashMap::new()),
                 router: Mutex::new(ExitRouter::default()),
                 oom,
+                shutdown_bound: Mutex::new(Config::default().timeouts.shutdown),
                 shutdown: Mutex::new(shutdown),
             }),
         };
@@ -111,6 +114,16 @@ impl Service {
                 }
             });
         svc
+    }
+
+    /// How long the daemon's exit may spend delivering what is queued
+    /// (`timeouts.shutdown`, the longest among its containers).
+    pub fn shutdown_bound(&self) -> Duration {
+        self.inner
+            .shutdown_bound
+            .lock()
+            .map(|b| *b)
+            .unwrap_or(Duration::from_secs(5))
     }
 
     pub fn publisher(&self) -> &Publisher {
@@ -357,6 +370,10 @@ impl Service {
         }
         let cfg = self.config_for(&req.options)?;
         let runc = self.runc_for(&cfg)?;
+        self.inner.publisher.set_bound(cfg.timeouts.publish);
+        if let Ok(mut b) = self.inner.shutdown_bound.lock() {
+            *b = (*b).max(cfg.timeouts.shutdown);
+        }
 
         // Files cleanup relies on, written before anything can go wrong.
         bundle::write_atomic(
@@ -818,6 +835,18 @@ impl Service {
                 Err(e) if e.kind() != robust_runtime::ErrorKind::Other => Err(Error::NotFound(
                     format!("container {}: process already finished: {e}", c.id),
                 )),
+                // A SIGKILL the runtime could not deliver (it hung or failed)
+                // is delivered by us: every pid of the container's cgroup,
+                // then the rest of the escalation in the background.
+                Err(e) if req.signal == libc::SIGKILL as u32 && c.cgroup.is_some() => {
+                    let n = self.kill_cgroup(&c);
+                    log::warn!(
+                        "msg=\"runtime kill failed; killed the container's cgroup instead\" id={} pids={n} error=\"{e}\"",
+                        c.id
+                    );
+                    self.watch_sigkill(&c);
+                    Ok(())
+                }
                 Err(e) => Err(e.into()),
             };
         }
@@ -881,6 +910,9 @@ impl Service {
                     }
                 }
             }
+            // A hung runtime already used the whole deadline: retrying would
+            // double it. The caller gets the deadline error and may retry.
+            Err(e) if e.is_timeout() => return Err(e.into()),
             Err(e) => {
                 // A stopped container that runc cannot delete plainly is
                 // deleted by force; the error is only fatal if that fails.

@@ -128,7 +128,7 @@ impl Service {
 
     /// Thaw the container's cgroup and SIGKILL every pid in it. Returns how
     /// many pids were signalled.
-    fn kill_cgroup(&self, c: &Container) -> usize {
+    pub(crate) fn kill_cgroup(&self, c: &Container) -> usize {
         let Some(cg) = &c.cgroup else { return 0 };
         if cg.is_frozen().unwrap_or(false) {
             if let Err(e) = cg.thaw() {

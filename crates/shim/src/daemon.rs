@@ -19,7 +19,8 @@ use crate::start::{LISTEN_FD_ENV, SOCKET_ENV};
 const V3: &str = "/containerd.task.v3.Task/";
 const V2: &str = "/containerd.task.v2.Task/";
 
-/// How long one event is retried before it is logged as lost.
+/// How long an ordinary event is retried before a container's config sets
+/// `timeouts.publish` (exits and OOMs are retried until delivered).
 const PUBLISH_RETRY: Duration = Duration::from_secs(30);
 
 /// The Task service under both names containerd may call it by: 1.6/1.7
@@ -132,7 +133,7 @@ pub fn run(args: Args) -> Result<()> {
     if !socket.is_empty() {
         let _ = std::fs::remove_file(&socket);
     }
-    let undelivered = service.publisher().drain(Duration::from_secs(5));
+    let undelivered = service.publisher().drain(service.shutdown_bound());
     if undelivered > 0 {
         log::warn!("msg=\"shim exiting with undelivered events\" count={undelivered}");
     }
