@@ -1,11 +1,17 @@
-//! Bundle files: atomic writes and tolerant reads.
+//! Bundle files: atomic writes, tolerant reads that never follow a symlink,
+//! checks of bundle paths, and a removal that stays inside the bundle.
 
 use std::fs;
-use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::io::{Read, Write};
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::path::{Component, Path, PathBuf};
+
+/// Largest bundle file read (a `config.json` is a few KiB).
+pub const MAX_FILE_LEN: u64 = 4 << 20;
 
 /// Write `data` to `dir/name` atomically: a temp file in the same
-/// directory, fsync, then rename over the target.
+/// directory, fsync, then rename over the target (and a best-effort fsync
+/// of the directory, so the rename itself is durable).
 pub fn write_atomic(dir: &Path, name: &str, data: &[u8]) -> std::io::Result<()> {
     let target = dir.join(name);
     let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
@@ -14,6 +20,7 @@ pub fn write_atomic(dir: &Path, name: &str, data: &[u8]) -> std::io::Result<()> 
             .write(true)
             .create(true)
             .truncate(true)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
             .open(&tmp)?;
         f.write_all(data)?;
         f.sync_all()?;
@@ -21,20 +28,72 @@ pub fn write_atomic(dir: &Path, name: &str, data: &[u8]) -> std::io::Result<()> 
     })();
     if res.is_err() {
         let _ = fs::remove_file(&tmp);
+    } else if let Ok(d) = fs::File::open(dir) {
+        let _ = d.sync_all();
     }
     res
 }
 
-/// Read a small bundle file as trimmed text; `None` if missing or unreadable
+/// What reading one bundle file gave.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FileRead {
+    /// The file is not there.
+    Missing,
+    /// It is there but cannot be used: a symlink, not a regular file, too
+    /// large, unreadable. The text says why.
+    Unusable(String),
+    /// Its bytes.
+    Bytes(Vec<u8>),
+}
+
+/// Read `dir/name` without following a symlink planted in the bundle,
+/// without blocking on a FIFO, and at most [`MAX_FILE_LEN`] bytes.
+pub fn read_file(dir: &Path, name: &str) -> FileRead {
+    let p = dir.join(name);
+    let meta = match fs::symlink_metadata(&p) {
+        Ok(m) => m,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return FileRead::Missing,
+        Err(e) => return FileRead::Unusable(format!("cannot stat: {e}")),
+    };
+    let ft = meta.file_type();
+    if ft.is_symlink() {
+        let to = fs::read_link(&p)
+            .map(|t| t.display().to_string())
+            .unwrap_or_default();
+        return FileRead::Unusable(format!("is a symlink (to {to:?}); not followed"));
+    }
+    if !ft.is_file() {
+        return FileRead::Unusable("is not a regular file".into());
+    }
+    if meta.len() > MAX_FILE_LEN {
+        return FileRead::Unusable(format!("is larger than {MAX_FILE_LEN} bytes"));
+    }
+    let f = fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC)
+        .open(&p);
+    let f = match f {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return FileRead::Missing,
+        Err(e) => return FileRead::Unusable(format!("cannot open: {e}")),
+    };
+    let mut buf = Vec::new();
+    match f.take(MAX_FILE_LEN + 1).read_to_end(&mut buf) {
+        Ok(_) if buf.len() as u64 > MAX_FILE_LEN => {
+            FileRead::Unusable(format!("is larger than {MAX_FILE_LEN} bytes"))
+        }
+        Ok(_) => FileRead::Bytes(buf),
+        Err(e) => FileRead::Unusable(format!("cannot read: {e}")),
+    }
+}
+
+/// Read a small bundle file as trimmed text; `None` if missing or unusable
 /// (the caller decides what to assume and logs it).
 pub fn read_text(dir: &Path, name: &str) -> Option<String> {
-    let p: PathBuf = dir.join(name);
-    // Never follow a symlink planted in the bundle.
-    let meta = fs::symlink_metadata(&p).ok()?;
-    if !meta.file_type().is_file() {
-        return None;
+    match read_file(dir, name) {
+        FileRead::Bytes(b) => String::from_utf8(b).ok().map(|s| s.trim().to_string()),
+        _ => None,
     }
-    fs::read_to_string(&p).ok().map(|s| s.trim().to_string())
 }
 
 /// Read a pid file; `None` when missing, empty or not a positive number.
@@ -42,9 +101,119 @@ pub fn read_pid(dir: &Path, name: &str) -> Option<i32> {
     read_text(dir, name)?.parse::<i32>().ok().filter(|p| *p > 0)
 }
 
+/// Check a directory path before anything under it is touched: absolute,
+/// no `.` or `..` component, and no component that is a symlink (a path
+/// reached through a symlink could be anywhere, `/` included). Components
+/// that do not exist are fine. Returns the path normalized (no trailing
+/// `/`).
+pub fn check_dir_path(path: &Path, what: &str) -> Result<PathBuf, String> {
+    let raw = path.as_os_str().to_string_lossy();
+    if !path.is_absolute() {
+        return Err(format!("{what} {raw:?} is not absolute"));
+    }
+    // `Path::components` silently drops `.`; look at the raw text.
+    if raw
+        .split('/')
+        .any(|c| c == "." || c == ".." || c.contains('\0'))
+    {
+        return Err(format!(
+            "{what} {raw:?} contains a \".\" or \"..\" component"
+        ));
+    }
+    let mut norm = PathBuf::from("/");
+    for c in path.components() {
+        match c {
+            Component::RootDir => {}
+            Component::Normal(n) => norm.push(n),
+            _ => return Err(format!("{what} {raw:?} has an unexpected component")),
+        }
+    }
+    let mut cur = PathBuf::from("/");
+    for c in norm.components().skip(1) {
+        cur.push(c);
+        match fs::symlink_metadata(&cur) {
+            Ok(m) if m.file_type().is_symlink() => {
+                let to = fs::read_link(&cur)
+                    .map(|t| t.display().to_string())
+                    .unwrap_or_default();
+                return Err(format!(
+                    "{what} {raw:?}: component {} is a symlink (to {to:?}); refusing to follow it",
+                    cur.display()
+                ));
+            }
+            Ok(m) if !m.is_dir() => {
+                return Err(format!(
+                    "{what} {raw:?}: {} is not a directory",
+                    cur.display()
+                ));
+            }
+            Ok(_) => {}
+            Err(_) => break, // missing from here on: nothing to follow
+        }
+    }
+    Ok(norm)
+}
+
+/// [`check_dir_path`] for a bundle, which must also end in the container
+/// id.
+pub fn check_bundle_path(bundle: &Path, id: &str) -> Result<PathBuf, String> {
+    let norm = check_dir_path(bundle, "bundle path")?;
+    if norm.file_name().and_then(|n| n.to_str()) != Some(id) {
+        return Err(format!(
+            "bundle path {:?} does not end in the container id {id:?}",
+            bundle.as_os_str().to_string_lossy()
+        ));
+    }
+    Ok(norm)
+}
+
+/// Remove `path` and everything below it, never following a symlink and
+/// never crossing into another filesystem (a mount the caller failed to
+/// see): such a directory makes the removal fail instead of emptying
+/// whatever is mounted there. A missing `path` is success.
+pub fn remove_tree_one_fs(path: &Path) -> std::io::Result<()> {
+    let meta = match fs::symlink_metadata(path) {
+        Ok(m) => m,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(e),
+    };
+    if !meta.is_dir() {
+        return fs::remove_file(path);
+    }
+    remove_dir_on(path, meta.dev())
+}
+
+fn remove_dir_on(dir: &Path, dev: u64) -> std::io::Result<()> {
+    for entry in fs::read_dir(dir)? {
+        let entry = entry?;
+        let p = entry.path();
+        let m = fs::symlink_metadata(&p)?;
+        if m.is_dir() {
+            if m.dev() != dev {
+                return Err(std::io::Error::other(format!(
+                    "{} is on another filesystem (a mount point?); not removed",
+                    p.display()
+                )));
+            }
+            remove_dir_on(&p, dev)?;
+        } else {
+            match fs::remove_file(&p) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(e),
+            }
+        }
+    }
+    match fs::remove_dir(dir) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        r => r,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::os::unix::fs::symlink;
 
     #[test]
     fn atomic_write_replaces_whole_file() {
@@ -64,7 +233,95 @@ mod tests {
         assert_eq!(read_pid(d.path(), "init.pid"), None);
         fs::write(d.path().join("init.pid"), "-1").unwrap();
         assert_eq!(read_pid(d.path(), "init.pid"), None);
-        std::os::unix::fs::symlink("/etc/hostname", d.path().join("runtime")).unwrap();
+        fs::write(d.path().join("init.pid"), "").unwrap();
+        assert_eq!(read_pid(d.path(), "init.pid"), None);
+        fs::write(d.path().join("init.pid"), "4294967295").unwrap();
+        assert_eq!(read_pid(d.path(), "init.pid"), None);
+        fs::write(d.path().join("init.pid"), " 42\n").unwrap();
+        assert_eq!(read_pid(d.path(), "init.pid"), Some(42));
+        symlink("/etc/hostname", d.path().join("runtime")).unwrap();
         assert_eq!(read_text(d.path(), "runtime"), None);
+        assert!(
+            matches!(read_file(d.path(), "runtime"), FileRead::Unusable(m) if m.contains("symlink"))
+        );
+        fs::create_dir(d.path().join("config.json")).unwrap();
+        assert!(matches!(
+            read_file(d.path(), "config.json"),
+            FileRead::Unusable(_)
+        ));
+        assert_eq!(read_file(d.path(), "nope"), FileRead::Missing);
+        fs::write(d.path().join("bin"), [0xff, 0xfe]).unwrap();
+        assert_eq!(read_text(d.path(), "bin"), None);
+    }
+
+    #[test]
+    fn a_fifo_in_the_bundle_does_not_block_the_read() {
+        let d = tempfile::tempdir().unwrap();
+        nix::unistd::mkfifo(
+            &d.path().join("init.pid"),
+            nix::sys::stat::Mode::from_bits_truncate(0o600),
+        )
+        .unwrap();
+        assert!(matches!(
+            read_file(d.path(), "init.pid"),
+            FileRead::Unusable(_)
+        ));
+    }
+
+    #[test]
+    fn bundle_paths_are_checked() {
+        let d = tempfile::tempdir().unwrap();
+        let real = d.path().join("ns").join("c1");
+        fs::create_dir_all(&real).unwrap();
+        assert_eq!(check_bundle_path(&real, "c1").unwrap(), real);
+        // Trailing slash is normalized.
+        let slash = PathBuf::from(format!("{}/", real.display()));
+        assert_eq!(check_bundle_path(&slash, "c1").unwrap(), real);
+        // Missing bundle: fine.
+        let missing = d.path().join("ns").join("gone");
+        assert!(check_bundle_path(&missing, "gone").is_ok());
+        for bad in [
+            PathBuf::from("ns/c1"),
+            PathBuf::from("c1"),
+            d.path().join("ns/../ns/c1"),
+            d.path().join("ns/./c1"),
+            d.path().join("ns/c1/.."),
+        ] {
+            let e = check_bundle_path(&bad, "c1").unwrap_err();
+            assert!(
+                e.contains("not absolute") || e.contains("\"..\""),
+                "{bad:?}: {e}"
+            );
+        }
+        assert!(check_bundle_path(&real, "c2")
+            .unwrap_err()
+            .contains("does not end in the container id"));
+        // The bundle itself a symlink (to /): refused.
+        let link = d.path().join("ns").join("c3");
+        symlink("/", &link).unwrap();
+        let e = check_bundle_path(&link, "c3").unwrap_err();
+        assert!(e.contains("is a symlink"), "{e}");
+        // A symlinked ancestor: refused too.
+        let alias = d.path().join("alias");
+        symlink(d.path().join("ns"), &alias).unwrap();
+        let e = check_bundle_path(&alias.join("c1"), "c1").unwrap_err();
+        assert!(e.contains("is a symlink"), "{e}");
+    }
+
+    #[test]
+    fn removal_never_follows_symlinks() {
+        let outside = tempfile::tempdir().unwrap();
+        fs::write(outside.path().join("keep"), "x").unwrap();
+        let d = tempfile::tempdir().unwrap();
+        let b = d.path().join("c1");
+        fs::create_dir_all(b.join("rootfs/etc")).unwrap();
+        fs::write(b.join("rootfs/etc/passwd"), "root").unwrap();
+        symlink(outside.path(), b.join("work")).unwrap();
+        symlink(outside.path(), b.join("rootfs/escape")).unwrap();
+        remove_tree_one_fs(&b).unwrap();
+        assert!(!b.exists());
+        assert!(outside.path().join("keep").exists());
+        // Missing: success.
+        remove_tree_one_fs(&b).unwrap();
     }
 }

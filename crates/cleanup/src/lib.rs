@@ -1,12 +1,26 @@
 //! Cleanup: everything that puts a container's files and mounts in place
-//! and takes them away again.
+//! and takes them away again, with or without a live shim.
 //!
 //! - [`mount`]: mounting the rootfs from containerd's mount list, and the
 //!   unmount that retries on `EBUSY`, then detaches lazily and names who
-//!   held the mount.
-//! - [`bundle`]: tolerant reads of bundle files and atomic writes
-//!   (temp + rename), so a crash never leaves a half-written file behind.
+//!   held the mount; it never follows a symlink.
+//! - [`bundle`]: tolerant reads of bundle files (never through a symlink),
+//!   atomic writes (temp + rename), bundle path checks, and a removal that
+//!   neither follows symlinks nor crosses mounts.
+//! - [`inputs`]: what a dead shim's bundle still says (runtime, options,
+//!   init pid, cgroups path), and which runtime and root to drive.
+//! - [`cgroup`]: a container's cgroup found without its shim, and the kill
+//!   of whatever is left in it.
+//! - [`delete`]: the tolerant delete run by `<shim> delete` after a shim
+//!   died, bounded well inside containerd's 5 s cleanup kill.
+//! - [`sweep`]: a node sweep of bundles no live shim owns.
 #![deny(unsafe_code)]
 
 pub mod bundle;
+pub mod cgroup;
+pub mod delete;
+pub mod inputs;
 pub mod mount;
+pub mod sweep;
+
+pub use delete::{delete_bundle, DeleteOutcome, DeleteRequest, Limits, Refused};

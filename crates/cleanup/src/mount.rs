@@ -165,7 +165,7 @@ pub fn mounts_under(target: &Path) -> Vec<PathBuf> {
     found
 }
 
-fn unescape(s: &str) -> String {
+pub(crate) fn unescape(s: &str) -> String {
     // mountinfo escapes space, tab, newline and backslash as \ooo.
     let bytes = s.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
@@ -185,11 +185,29 @@ fn unescape(s: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
-/// Unmount everything at or below `target`. `EBUSY` is retried with
-/// backoff until `bound`, then the mount is detached lazily (MNT_DETACH)
-/// so the caller can finish; the processes holding it are logged.
+/// Unmount everything at or below `target`, deepest first. `EBUSY` is
+/// retried with backoff until `bound` (one bound for the whole call, not
+/// per mount point), then the mount is detached lazily (MNT_DETACH) so the
+/// caller can finish; the processes holding it are logged.
 /// Returns the mount points that needed a lazy detach.
+///
+/// Symlinks are never followed: mount points come from
+/// `/proc/self/mountinfo` (canonical paths) and every `umount2` carries
+/// `UMOUNT_NOFOLLOW`; a `target` that is itself a symlink (a rootfs
+/// pointing at `/`, say) is left alone, since nothing can be mounted on a
+/// symlink.
 pub fn unmount_all(target: &Path, bound: Duration, id: &str) -> Result<Vec<PathBuf>, MountError> {
+    if std::fs::symlink_metadata(target).is_ok_and(|m| m.file_type().is_symlink()) {
+        log::warn!(
+            "msg=\"not unmounting through a symlink\" id={id} target=\"{}\" points_to=\"{}\"",
+            target.display(),
+            std::fs::read_link(target)
+                .map(|t| t.display().to_string())
+                .unwrap_or_default()
+        );
+        return Ok(Vec::new());
+    }
+    let deadline = Instant::now() + bound;
     let mut detached = Vec::new();
     // Repeat: stacked mounts on one point need one unmount each.
     for _ in 0..16 {
@@ -198,7 +216,7 @@ pub fn unmount_all(target: &Path, bound: Duration, id: &str) -> Result<Vec<PathB
             break;
         }
         for p in points {
-            if unmount_one(&p, bound, id)? {
+            if unmount_one(&p, deadline, bound, id)? {
                 detached.push(p);
             }
         }
@@ -207,8 +225,7 @@ pub fn unmount_all(target: &Path, bound: Duration, id: &str) -> Result<Vec<PathB
 }
 
 /// Returns true when it had to detach lazily.
-fn unmount_one(p: &Path, bound: Duration, id: &str) -> Result<bool, MountError> {
-    let deadline = Instant::now() + bound;
+fn unmount_one(p: &Path, deadline: Instant, bound: Duration, id: &str) -> Result<bool, MountError> {
     let mut wait = Duration::from_millis(10);
     loop {
         match umount2(p, MntFlags::UMOUNT_NOFOLLOW) {
@@ -318,6 +335,65 @@ mod tests {
         assert_eq!(d, "index=off,lowerdir=/a:/b,upperdir=/u,workdir=/w");
         let (f, _, _) = parse_options(&opts(&["ro", "rw"]));
         assert!(!f.contains(MsFlags::MS_RDONLY));
+    }
+
+    #[test]
+    fn a_symlinked_target_is_never_followed() {
+        let d = tempfile::tempdir().unwrap();
+        let rootfs = d.path().join("rootfs");
+        std::os::unix::fs::symlink("/", &rootfs).unwrap();
+        let before = mounts_under(Path::new("/")).len();
+        let detached = unmount_all(&rootfs, Duration::from_millis(50), "t").unwrap();
+        assert!(detached.is_empty());
+        assert_eq!(mounts_under(Path::new("/")).len(), before);
+        // Nothing under a symlinked path is ever listed either.
+        assert!(mounts_under(&rootfs).is_empty());
+    }
+
+    #[test]
+    fn busy_mount_is_detached_within_the_bound_and_holder_named() {
+        if !nix::unistd::geteuid().is_root() {
+            eprintln!("skipping: needs root to mount");
+            return;
+        }
+        let d = tempfile::tempdir().unwrap();
+        let target = d.path().join("rootfs");
+        std::fs::create_dir(&target).unwrap();
+        mount(
+            Some("tmpfs"),
+            &target,
+            Some("tmpfs"),
+            MsFlags::empty(),
+            None::<&str>,
+        )
+        .unwrap();
+        std::fs::create_dir(target.join("sub")).unwrap();
+        mount(
+            Some("tmpfs"),
+            &target.join("sub"),
+            Some("tmpfs"),
+            MsFlags::empty(),
+            None::<&str>,
+        )
+        .unwrap();
+        let mut holder = std::process::Command::new("sleep")
+            .arg("30")
+            .current_dir(target.join("sub"))
+            .spawn()
+            .unwrap();
+        let pid = holder.id() as i32;
+        assert!(holders(&target)
+            .iter()
+            .any(|(p, c)| *p == pid && c == "sleep"));
+        let started = Instant::now();
+        let detached = unmount_all(&target, Duration::from_millis(300), "t").unwrap();
+        let took = started.elapsed();
+        let _ = holder.kill();
+        let _ = holder.wait();
+        assert!(mounts_under(&target).is_empty(), "still mounted");
+        assert!(!detached.is_empty(), "expected a lazy detach");
+        // One bound for the whole call, whatever the number of mounts.
+        assert!(took < Duration::from_millis(1000), "took {took:?}");
     }
 
     #[test]

@@ -15,13 +15,19 @@ pub struct Args {
     pub debug: bool,
     pub version: bool,
     pub info: bool,
-    /// `start`, `delete`, or empty (the daemon itself).
+    /// `sweep`: list what would be done, change nothing.
+    pub dry_run: bool,
+    /// `sweep`: containerd's task state dir.
+    pub state_dir: String,
+    /// `sweep`: leave bundles changed more recently than this alone.
+    pub min_age: String,
+    /// `start`, `delete`, `sweep`, or empty (the daemon itself).
     pub action: String,
     /// Flags we do not know, kept for the log.
     pub unknown: BTreeMap<String, String>,
 }
 
-const BOOL_FLAGS: &[&str] = &["debug", "v", "version", "info"];
+const BOOL_FLAGS: &[&str] = &["debug", "v", "version", "info", "dry-run"];
 
 pub fn parse<I: IntoIterator<Item = String>>(argv: I) -> Result<Args, String> {
     let mut a = Args::default();
@@ -53,6 +59,7 @@ pub fn parse<I: IntoIterator<Item = String>>(argv: I) -> Result<Args, String> {
             match name.as_str() {
                 "debug" => a.debug = on,
                 "v" | "version" => a.version = on,
+                "dry-run" => a.dry_run = on,
                 _ => a.info = on,
             }
             continue;
@@ -70,6 +77,8 @@ pub fn parse<I: IntoIterator<Item = String>>(argv: I) -> Result<Args, String> {
             "publish-binary" => a.publish_binary = value,
             "bundle" => a.bundle = value,
             "socket" => a.socket = value,
+            "state-dir" => a.state_dir = value,
+            "min-age" => a.min_age = value,
             _ => {
                 a.unknown.insert(name, value);
             }
@@ -121,6 +130,25 @@ mod tests {
         assert_eq!(a.bundle, "/b");
         assert_eq!(a.unknown.get("future").map(String::as_str), Some("1"));
         assert_eq!(a.action, "delete");
+    }
+
+    #[test]
+    fn sweep_line() {
+        let a = p(&[
+            "sweep",
+            "--namespace",
+            "k8s.io",
+            "--dry-run",
+            "--state-dir=/run/x",
+            "--min-age",
+            "0",
+        ]);
+        assert_eq!(a.action, "sweep");
+        assert_eq!(a.namespace, "k8s.io");
+        assert!(a.dry_run);
+        assert_eq!(a.state_dir, "/run/x");
+        assert_eq!(a.min_age, "0");
+        assert!(!p(&["sweep"]).dry_run);
     }
 
     #[test]

@@ -1,16 +1,16 @@
-//! `delete`: what containerd runs in the bundle after a shim died. It
-//! force-deletes the container in the runtime, unmounts the rootfs and
-//! prints a DeleteResponse, tolerating missing bundle files.
+//! `delete`: what containerd runs in the bundle after a shim died
+//! (cleanupAfterDeadShim, SIGKILLed after 5 s). The work is the tolerant
+//! routine of `robust_cleanup::delete`; this prints its DeleteResponse on
+//! stdout, or, when something really remains, an error listing it and a
+//! non-zero exit.
 
 use std::io::Write;
 use std::path::PathBuf;
-use std::time::SystemTime;
 
 use anyhow::{Context, Result};
 use containerd_shim_protos::api::DeleteResponse;
 use containerd_shim_protos::protobuf::Message;
-use robust_cleanup::{bundle, mount};
-use robust_config::Config;
+use robust_cleanup::{delete_bundle, DeleteRequest};
 use robust_reaper::Reaper;
 
 use crate::args::Args;
@@ -21,52 +21,53 @@ pub fn run(args: Args) -> Result<()> {
     } else {
         PathBuf::from(&args.bundle)
     };
-    robust_config::ids::validate_namespace(&args.namespace)?;
-    robust_config::ids::validate_container_id(&args.id)?;
-    let id = &args.id;
-
-    let opts = bundle_dir.join("options.json");
-    let mut cfg = match Config::load_options_json(&opts) {
-        Ok(c) => c,
-        Err(e) => {
-            log::warn!("msg=\"options.json unusable; using defaults\" id={id} error=\"{e}\"");
-            Config::default()
-        }
-    };
-    match bundle::read_text(&bundle_dir, "runtime") {
-        Some(bin) if !bin.is_empty() => cfg.runtime.binary = bin,
-        _ => log::warn!(
-            "msg=\"runtime file missing; using the configured binary\" id={id} binary={}",
-            cfg.runtime.binary
-        ),
-    }
     let (reaper, exits) = Reaper::start().context("start reaper")?;
     std::thread::spawn(move || for _ in exits {});
-    let runc = robust_service::container::runc_from_config(&cfg, &args.namespace, reaper)?;
-    let mut left = Vec::new();
-    if let Err(e) = runc.delete(id, true) {
-        if e.kind() == robust_runtime::ErrorKind::NotFound {
-            log::info!("msg=\"container already gone from the runtime\" id={id}");
-        } else {
-            log::warn!("msg=\"runtime force delete failed\" id={id} error=\"{e}\"");
-            left.push(format!("runtime state: {e}"));
-        }
+    let mut req = DeleteRequest::new(&args.namespace, &args.id, &bundle_dir);
+    if !args.address.is_empty() {
+        // The group's socket, computed as `start` placed it: the `address`
+        // file naming it may be gone, and a stale socket left at that path
+        // would be in the way of the group's next `start`.
+        let group = group_of(&bundle_dir, &args.id);
+        let sock = crate::start::socket_path(
+            std::path::Path::new("/run/containerd/s"),
+            &args.address,
+            &args.namespace,
+            &group,
+        );
+        req.sockets.push(format!("unix://{}", sock.display()));
     }
-    let rootfs = bundle_dir.join("rootfs");
-    if let Err(e) = mount::unmount_all(&rootfs, cfg.timeouts.unmount, id) {
-        left.push(format!("mount: {e}"));
-    }
-    let pid = bundle::read_pid(&bundle_dir, "init.pid").unwrap_or(0);
-    if !left.is_empty() {
-        anyhow::bail!("container {id}: cleanup incomplete: {}", left.join("; "));
+    let outcome = delete_bundle(&req, &reaper)?;
+    if let Some(e) = outcome.error_message() {
+        anyhow::bail!(e);
     }
     let mut r = DeleteResponse::new();
-    r.pid = pid as u32;
-    r.exit_status = 128 + libc::SIGKILL as u32;
-    r.exited_at = robust_service::events::timestamp(SystemTime::now());
+    r.pid = outcome.pid;
+    r.exit_status = outcome.exit_status;
+    r.exited_at = robust_service::events::timestamp(outcome.exited_at);
     let bytes = r.write_to_bytes().context("encode delete response")?;
     std::io::stdout()
         .write_all(&bytes)
         .context("write delete response")?;
     Ok(())
+}
+
+/// The daemon group of the container, as `start` decides it (the pod's
+/// sandbox id, else the container id), but reading `config.json` the
+/// cleanup's way: never through a symlink, bounded, never blocking.
+fn group_of(bundle: &std::path::Path, id: &str) -> String {
+    let robust_cleanup::bundle::FileRead::Bytes(raw) =
+        robust_cleanup::bundle::read_file(bundle, "config.json")
+    else {
+        return id.to_string();
+    };
+    serde_json::from_slice::<serde_json::Value>(&raw)
+        .ok()
+        .and_then(|v| {
+            v.pointer("/annotations/io.kubernetes.cri.sandbox-id")
+                .and_then(|s| s.as_str())
+                .filter(|s| !s.is_empty())
+                .map(str::to_string)
+        })
+        .unwrap_or_else(|| id.to_string())
 }

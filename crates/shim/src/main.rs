@@ -7,6 +7,7 @@ mod daemon;
 mod delete;
 mod logger;
 mod start;
+mod sweep;
 
 use std::process::ExitCode;
 
@@ -27,8 +28,15 @@ fn main() -> ExitCode {
     }
     let res = match args.action.as_str() {
         "start" => {
+            // containerd 1.6 reads start's stdout and stderr together as the
+            // address: log to the bundle's shim log instead, never stderr.
+            let out: Box<dyn std::io::Write + Send> =
+                match logger::open_log_fifo(std::path::Path::new("log")) {
+                    Some(f) => Box::new(f),
+                    None => Box::new(std::io::sink()),
+                };
             logger::init(
-                Box::new(std::io::stderr()),
+                out,
                 log::LevelFilter::Info,
                 &args.namespace,
             );
@@ -42,10 +50,18 @@ fn main() -> ExitCode {
             );
             delete::run(args)
         }
+        "sweep" => {
+            logger::init(
+                Box::new(std::io::stderr()),
+                log::LevelFilter::Info,
+                &args.namespace,
+            );
+            sweep::run(args)
+        }
         "" if args.info => info(),
         "" => daemon::run(args),
         other => Err(anyhow::anyhow!(
-            "unknown action {other:?} (expected start or delete)"
+            "unknown action {other:?} (expected start, delete or sweep)"
         )),
     };
     match res {

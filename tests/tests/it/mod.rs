@@ -11,3 +11,9 @@ pub mod cri_cases;
 pub mod ctr_cases;
 /// Events and state across restarts, OOMs, load and shared pid namespaces (issue 5).
 pub mod events;
+/// Dead shims and dead-shim cleanup: missing bundle files, busy rootfs, sweep (issue 4).
+pub mod dead_shim;
+/// A runtime that hangs on one verb (integration/fault-runtime.sh): deadlines (issue 3).
+pub mod hangs;
+/// Reaping on every path and bounded stops with escalation (issue 3).
+pub mod reaping;

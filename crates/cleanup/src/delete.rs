@@ -1,0 +1,1064 @@
+//! The tolerant delete: what runs after a shim died, from containerd's
+//! `<shim> delete` (cleanupAfterDeadShim, SIGKILLed after 5 s) and from
+//! `sweep`. It cleans up with whatever the bundle still holds, always
+//! finishes inside its time budget, and fails only when something really
+//! remains (a mount, runtime state, a live process), saying exactly what.
+//!
+//! Steps, each bounded:
+//! 1. refuse bad input (ids, a bundle path with `..`, relative, or reached
+//!    through a symlink);
+//! 2. read the bundle's files ([`crate::inputs`]); each missing or corrupt
+//!    one is logged once at warn with what was assumed instead;
+//! 3. find the init pid (`init.pid`, else `runtime state`, else runc's
+//!    `state.json`, else 0) and the container's cgroup (from the init while
+//!    it lives and is confirmed to be the container's, else runc's
+//!    `state.json`, else `linux.cgroupsPath` of `config.json`);
+//! 4. thaw a frozen cgroup, force-delete in the runtime (tolerating "does
+//!    not exist", "not running", "in state created"), SIGKILL whatever is
+//!    still in the cgroup;
+//! 5. unmount everything under the bundle ([`crate::mount::unmount_all`]:
+//!    EBUSY retries, then a lazy detach naming the holders);
+//! 6. check what remains.
+
+use std::path::{Path, PathBuf};
+use std::sync::mpsc;
+use std::time::{Duration, Instant, SystemTime};
+
+use robust_cgroups::Cgroup;
+use robust_config::{ids, ConfigError, RuntimeKind};
+use robust_reaper::Reaper;
+use robust_runtime::{Deadlines, ErrorKind, Runc, RuncConfig, RuntimeError};
+
+use crate::bundle::{self, check_bundle_path};
+use crate::cgroup::{self as cg, join_pids, pid_alive, Resolved};
+use crate::inputs::{self, choose_runtime, read_inputs, BundleInputs, Input, RuntimeChoice};
+use crate::mount;
+
+/// Exit status reported for a container whose shim died: SIGKILL.
+pub const EXIT_STATUS: u32 = 128 + libc::SIGKILL as u32;
+
+/// Time limits of one delete. The defaults keep the whole run well inside
+/// containerd's 5 s cleanup kill, whatever the configured timeouts say.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// The whole delete.
+    pub total: Duration,
+    /// Cap of one runtime call (the configured deadline is used when it is
+    /// shorter).
+    pub runtime_call: Duration,
+    /// Cap of the unmount bound (EBUSY retries before a lazy detach).
+    pub unmount: Duration,
+    /// How long killed processes get to disappear.
+    pub kill_wait: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            total: Duration::from_millis(3500),
+            runtime_call: Duration::from_millis(1500),
+            unmount: Duration::from_secs(1),
+            kill_wait: Duration::from_millis(500),
+        }
+    }
+}
+
+/// One delete to run.
+#[derive(Debug, Clone)]
+pub struct DeleteRequest {
+    pub namespace: String,
+    pub id: String,
+    /// `<state>/<namespace>/<id>`.
+    pub bundle: PathBuf,
+    pub limits: Limits,
+    /// Runtime root parents probed when `options.json` is unusable
+    /// (default: [`inputs::PROBE_ROOTS`]).
+    pub probe_parents: Vec<PathBuf>,
+    /// Also look one and two levels below this directory (default `/run`)
+    /// for `<ns>/<id>/state.json` labelled with this bundle: a custom
+    /// runtime root whose record (`options.json`) is gone.
+    pub scan_dir: Option<PathBuf>,
+    /// Shim addresses (`unix:///path`) the caller knows besides the
+    /// bundle's `address` file (it may be gone); a socket among them that
+    /// nobody listens on is removed, so the next `start` of the group finds
+    /// its path free.
+    pub sockets: Vec<String>,
+}
+
+impl DeleteRequest {
+    pub fn new(namespace: &str, id: &str, bundle: &Path) -> DeleteRequest {
+        DeleteRequest {
+            namespace: namespace.to_string(),
+            id: id.to_string(),
+            bundle: bundle.to_path_buf(),
+            limits: Limits::default(),
+            probe_parents: inputs::PROBE_ROOTS.iter().map(PathBuf::from).collect(),
+            scan_dir: Some(PathBuf::from("/run")),
+            sockets: Vec::new(),
+        }
+    }
+}
+
+/// Input the delete refuses to work with.
+#[derive(Debug, thiserror::Error)]
+pub enum Refused {
+    #[error("refusing to clean up: {0}")]
+    Id(#[from] ConfigError),
+    #[error("refusing to clean up: {0}")]
+    Bundle(String),
+}
+
+/// What a delete did.
+#[derive(Debug, Clone)]
+pub struct DeleteOutcome {
+    pub id: String,
+    /// The init's pid when known, 0 when not (never -1).
+    pub pid: u32,
+    /// Always [`EXIT_STATUS`] (137).
+    pub exit_status: u32,
+    pub exited_at: SystemTime,
+    /// The runtime binary driven and where that choice came from.
+    pub runtime: String,
+    pub runtime_source: &'static str,
+    /// Each fallback taken: `what: assumed`.
+    pub assumed: Vec<String>,
+    /// Mount points that had to be detached lazily (a holder kept them busy).
+    pub detached: Vec<PathBuf>,
+    /// What really remains; empty when the cleanup is complete.
+    pub remains: Vec<String>,
+    pub took: Duration,
+}
+
+impl DeleteOutcome {
+    /// Nothing remains.
+    pub fn is_clean(&self) -> bool {
+        self.remains.is_empty()
+    }
+
+    /// The error to print when something remains.
+    pub fn error_message(&self) -> Option<String> {
+        (!self.remains.is_empty()).then(|| {
+            format!(
+                "container {}: cleanup incomplete; still left: {}",
+                self.id,
+                self.remains.join("; ")
+            )
+        })
+    }
+}
+
+/// logfmt quoting.
+pub(crate) fn q(s: &str) -> String {
+    let mut o = String::with_capacity(s.len() + 2);
+    o.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => o.push_str("\\\""),
+            '\\' => o.push_str("\\\\"),
+            '\n' => o.push_str("\\n"),
+            c => o.push(c),
+        }
+    }
+    o.push('"');
+    o
+}
+
+/// The fallbacks of one delete: each logged once, at warn.
+struct Notes {
+    id: String,
+    list: Vec<String>,
+}
+
+impl Notes {
+    fn assume(&mut self, what: String, assumed: String) {
+        log::warn!(
+            "msg=\"cleanup: bundle input unusable; assumed instead\" id={} what={} assumed={}",
+            self.id,
+            q(&what),
+            q(&assumed)
+        );
+        self.list.push(format!("{what}: {assumed}"));
+    }
+}
+
+/// The time budget of one delete.
+struct Budget {
+    deadline: Instant,
+    id: String,
+}
+
+const MIN_STEP: Duration = Duration::from_millis(100);
+
+impl Budget {
+    fn left(&self) -> Duration {
+        self.deadline.saturating_duration_since(Instant::now())
+    }
+
+    /// `configured`, capped by `cap` and by what is left after `reserve`
+    /// (never below [`MIN_STEP`]); logs when a cap applies.
+    fn cap(&self, step: &str, configured: Duration, cap: Duration, reserve: Duration) -> Duration {
+        let avail = self.left().saturating_sub(reserve).max(MIN_STEP);
+        let used = configured.min(cap).min(avail);
+        if used < configured {
+            log::info!(
+                "msg=\"cleanup: deadline capped to stay inside containerd's cleanup timeout\" id={} step={step} configured={configured:?} used={used:?}",
+                self.id
+            );
+        }
+        used
+    }
+}
+
+/// Run `f` on its own thread and wait at most `limit` for it: a step that
+/// hangs in the kernel cannot hold the delete past its budget.
+fn bounded<T: Send + 'static>(
+    name: &str,
+    limit: Duration,
+    f: impl FnOnce() -> T + Send + 'static,
+) -> Option<T> {
+    let (tx, rx) = mpsc::channel();
+    let spawned = std::thread::Builder::new()
+        .name(name.to_string())
+        .spawn(move || {
+            let _ = tx.send(f());
+        });
+    if spawned.is_err() {
+        return None;
+    }
+    rx.recv_timeout(limit).ok()
+}
+
+fn runc_for(choice: &RuntimeChoice, deadline: Duration, reaper: &Reaper) -> Runc {
+    let global_flags = match choice.kind() {
+        RuntimeKind::Runsc => choice.config.runsc_flags(),
+        RuntimeKind::Runc => Vec::new(),
+    };
+    Runc::new(
+        RuncConfig {
+            binary: PathBuf::from(&choice.config.runtime.binary),
+            root: choice.root.clone(),
+            systemd_cgroup: choice.config.runtime.systemd_cgroup,
+            global_flags,
+            deadlines: Deadlines {
+                per_verb: Default::default(),
+                default: deadline,
+            },
+        },
+        reaper.clone(),
+    )
+}
+
+/// Where runc state of this container may be, beyond the usual roots:
+/// `<dir>/*/<ns>/<id>/state.json` and `<dir>/*/*/<ns>/<id>/state.json`
+/// whose `bundle=` label is this bundle (a custom root).
+fn scan_for_roots(dir: &Path, ns: &str, id: &str, bundle: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let subdirs = |d: &Path| -> Vec<PathBuf> {
+        std::fs::read_dir(d)
+            .map(|rd| {
+                rd.flatten()
+                    .take(4096)
+                    .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+                    .map(|e| e.path())
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let check = |parent: &Path, out: &mut Vec<PathBuf>| {
+        let st = parent.join(ns).join(id);
+        if let Some(s) = inputs::read_runc_state(&st) {
+            if s.bundle.as_deref() == Some(bundle) && !out.iter().any(|p| p == parent) {
+                out.push(parent.to_path_buf());
+            }
+        }
+    };
+    for d1 in subdirs(dir) {
+        check(&d1, &mut out);
+        for d2 in subdirs(&d1) {
+            check(&d2, &mut out);
+        }
+    }
+    out
+}
+
+/// Clean up after a dead shim. See the module docs for the steps.
+///
+/// `Err` only for refused input; every other problem is tolerated, and
+/// whatever really remains is listed in [`DeleteOutcome::remains`].
+pub fn delete_bundle(req: &DeleteRequest, reaper: &Reaper) -> Result<DeleteOutcome, Refused> {
+    let started = Instant::now();
+    let ns = req.namespace.as_str();
+    let id = req.id.as_str();
+    ids::validate_namespace(ns)?;
+    ids::validate_container_id(id)?;
+    let bundle = check_bundle_path(&req.bundle, id).map_err(Refused::Bundle)?;
+    let lim = req.limits;
+    let budget = Budget {
+        deadline: started + lim.total,
+        id: id.to_string(),
+    };
+    let mut notes = Notes {
+        id: id.to_string(),
+        list: Vec::new(),
+    };
+    let mut remains = Vec::new();
+
+    let present = std::fs::symlink_metadata(&bundle).is_ok_and(|m| m.is_dir());
+    if !present {
+        notes.assume(
+            "bundle directory missing".into(),
+            "cleaning the runtime state by container id only".into(),
+        );
+    } else if bundle.parent().and_then(|p| p.file_name()) != Some(ns.as_ref()) {
+        log::info!(
+            "msg=\"cleanup: bundle is not under a directory named after the namespace\" id={id} bundle={}",
+            q(&bundle.display().to_string())
+        );
+    }
+
+    // --- what the bundle still tells us ---------------------------------
+    let inputs = read_inputs(&bundle);
+    let mut parents = req.probe_parents.clone();
+    if inputs.options.ok().is_none() {
+        if let Some(dir) = &req.scan_dir {
+            for p in scan_for_roots(dir, ns, id, &bundle) {
+                if !parents.contains(&p) {
+                    parents.push(p);
+                }
+            }
+        }
+    }
+    let choice = choose_runtime(&inputs, ns, id, &bundle, &parents, &mut |w, a| {
+        notes.assume(w, a)
+    });
+    log::info!(
+        "msg=\"cleanup: runtime chosen\" id={id} binary={} kind={} root={} source={}",
+        q(&choice.config.runtime.binary),
+        choice.kind(),
+        q(&choice.root.display().to_string()),
+        choice.source
+    );
+    if present {
+        note_secondary_inputs(&inputs, &mut notes);
+    }
+
+    // runc's own record of the container.
+    let state_dir = choice.state_dir(id);
+    let mut state_file = match choice.kind() {
+        RuntimeKind::Runc => inputs::read_runc_state(&state_dir),
+        RuntimeKind::Runsc => None,
+    };
+    let mut skip_runtime = false;
+    if let Some(other) = state_file
+        .as_ref()
+        .and_then(|s| s.bundle.clone())
+        .filter(|b| *b != bundle)
+    {
+        notes.assume(
+            format!(
+                "runtime state {} belongs to bundle {}",
+                state_dir.display(),
+                other.display()
+            ),
+            "left alone: it is another container of the same id".into(),
+        );
+        skip_runtime = true;
+        state_file = None;
+    }
+
+    // --- the init pid ---------------------------------------------------
+    let pid = match &inputs.init_pid {
+        Input::Ok(p) => *p,
+        other => {
+            let (pid, src) = pid_from_runtime(&choice, id, &budget, &lim, reaper, skip_runtime)
+                .map(|p| (p, "runtime state"))
+                .or_else(|| {
+                    state_file
+                        .as_ref()
+                        .map(|s| s.init_pid)
+                        .filter(|p| *p > 0)
+                        .map(|p| (p, "runc state.json"))
+                })
+                .unwrap_or((0, "nowhere: reporting pid 0"));
+            if present {
+                notes.assume(
+                    format!("init.pid {}", other.describe()),
+                    format!("init pid {pid} (from {src})"),
+                );
+            }
+            pid
+        }
+    };
+    let cgroups_path = inputs.spec.ok().and_then(|s| s.cgroups_path.clone());
+    let confirmed = confirm_pid(pid, state_file.as_ref(), cgroups_path.as_deref());
+    if pid > 0 && pid_alive(pid) && !confirmed {
+        notes.assume(
+            format!("init pid {pid} is alive but nothing confirms it is this container's"),
+            "not using it to find processes (it may be a reused pid)".into(),
+        );
+    }
+
+    // --- the container's cgroup (found before the init is killed) -------
+    let cgroup = find_cgroup(
+        id,
+        pid,
+        confirmed,
+        state_file.as_ref(),
+        cgroups_path.as_deref(),
+        &mut notes,
+    );
+    if let Some((c, _, _)) = &cgroup {
+        cg::thaw_bounded(c, lim.kill_wait, id);
+    }
+
+    // --- force delete in the runtime ------------------------------------
+    let mut runtime_err = None;
+    if !skip_runtime {
+        runtime_err = runtime_delete(&choice, id, &budget, &lim, reaper);
+    }
+
+    // --- kill what is left ----------------------------------------------
+    if let Some((c, source, dirs)) = &cgroup {
+        let wait = lim.kill_wait.min(budget.left().saturating_sub(MIN_STEP));
+        match cg::kill_all(c, wait, id) {
+            Ok(left) if left.is_empty() => remove_cgroup_dirs(dirs, id),
+            Ok(left) => remains.push(format!(
+                "live processes {} in the container's cgroup {} (from {source})",
+                join_pids(&left),
+                dirs.first()
+                    .map(|d| d.display().to_string())
+                    .unwrap_or_default()
+            )),
+            Err(e) => log::warn!(
+                "msg=\"cleanup: cgroup kill skipped\" id={id} source={source} error={}",
+                q(&e)
+            ),
+        }
+    }
+    if confirmed && pid_alive(pid) {
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(pid),
+            nix::sys::signal::Signal::SIGKILL,
+        );
+        let end = Instant::now() + lim.kill_wait.min(budget.left());
+        while pid_alive(pid) && Instant::now() < end {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        if pid_alive(pid) {
+            remains.push(format!("live process: init pid {pid}"));
+        }
+    }
+
+    // --- unmount ---------------------------------------------------------
+    let mut detached = Vec::new();
+    if present {
+        let rootfs = bundle.join("rootfs");
+        let rootfs_meta = std::fs::symlink_metadata(&rootfs).ok();
+        match &rootfs_meta {
+            Some(m) if m.file_type().is_symlink() => notes.assume(
+                format!(
+                    "rootfs is a symlink (to {:?})",
+                    std::fs::read_link(&rootfs).unwrap_or_default()
+                ),
+                "not followed: nothing is unmounted or removed through it".into(),
+            ),
+            Some(_) => {}
+            None => notes.assume("rootfs missing".into(), "nothing to unmount there".into()),
+        }
+        let mounted = mount::mounts_under(&bundle);
+        if mounted.is_empty() {
+            if rootfs_meta.is_some_and(|m| m.is_dir()) {
+                notes.assume(
+                    "rootfs not mounted".into(),
+                    "already unmounted (or never mounted by the shim): nothing to unmount".into(),
+                );
+            }
+        } else {
+            let b = budget.cap(
+                "unmount",
+                choice.config.timeouts.unmount,
+                lim.unmount,
+                MIN_STEP,
+            );
+            let target = bundle.clone();
+            let idc = id.to_string();
+            match bounded("unmount", b + Duration::from_millis(500), move || {
+                mount::unmount_all(&target, b, &idc)
+            }) {
+                Some(Ok(d)) => detached = d,
+                Some(Err(e)) => log::warn!(
+                    "msg=\"cleanup: unmount failed\" id={id} error={}",
+                    q(&e.to_string())
+                ),
+                None => log::warn!(
+                    "msg=\"cleanup: unmount did not finish within its bound\" id={id} bound={b:?}"
+                ),
+            }
+        }
+        let left = mount::mounts_under(&bundle);
+        if !left.is_empty() {
+            remains.push(format!(
+                "mounted: {}",
+                left.iter()
+                    .map(|p| p.display().to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ));
+        }
+    }
+    let mut sockets: Vec<&str> = inputs
+        .address
+        .ok()
+        .map(String::as_str)
+        .into_iter()
+        .collect();
+    for s in &req.sockets {
+        if !sockets.contains(&s.as_str()) {
+            sockets.push(s);
+        }
+    }
+    for addr in sockets {
+        crate::sweep::remove_stale_socket(addr, id);
+    }
+
+    // --- runtime state left? ----------------------------------------------
+    if !skip_runtime {
+        match choice.kind() {
+            RuntimeKind::Runc => {
+                if std::fs::symlink_metadata(&state_dir).is_ok() {
+                    remains.push(format!(
+                        "runtime state {} ({})",
+                        state_dir.display(),
+                        runtime_err
+                            .clone()
+                            .unwrap_or_else(|| "still there after the runtime's delete".into())
+                    ));
+                }
+            }
+            RuntimeKind::Runsc => {
+                if let Some(e) = &runtime_err {
+                    remains.push(format!("runtime state (runsc): {e}"));
+                }
+            }
+        }
+    }
+
+    let outcome = DeleteOutcome {
+        id: id.to_string(),
+        pid: pid.max(0) as u32,
+        exit_status: EXIT_STATUS,
+        exited_at: SystemTime::now(),
+        runtime: choice.config.runtime.binary.clone(),
+        runtime_source: choice.source,
+        assumed: notes.list,
+        detached,
+        remains,
+        took: started.elapsed(),
+    };
+    match outcome.error_message() {
+        None => log::info!(
+            "msg=\"cleanup finished\" id={id} pid={} runtime={} took={:?} assumed={} detached={}",
+            outcome.pid,
+            q(&outcome.runtime),
+            outcome.took,
+            outcome.assumed.len(),
+            outcome.detached.len()
+        ),
+        Some(m) => log::error!("msg={} id={id} took={:?}", q(&m), outcome.took),
+    }
+    Ok(outcome)
+}
+
+/// The warnings for the files that do not decide the runtime.
+fn note_secondary_inputs(inputs: &BundleInputs, notes: &mut Notes) {
+    if !matches!(inputs.spec, Input::Ok(_)) {
+        notes.assume(
+            format!("config.json {}", inputs.spec.describe()),
+            "no cgroupsPath: leftover processes are found from the live init or the runtime's state only".into(),
+        );
+    }
+    if !matches!(inputs.address, Input::Ok(_)) {
+        notes.assume(
+            format!("address file {}", inputs.address.describe()),
+            "no shim socket to check or remove".into(),
+        );
+    }
+}
+
+fn pid_from_runtime(
+    choice: &RuntimeChoice,
+    id: &str,
+    budget: &Budget,
+    lim: &Limits,
+    reaper: &Reaper,
+    skip: bool,
+) -> Option<i32> {
+    if skip {
+        return None;
+    }
+    let reserve = lim.runtime_call.min(Duration::from_millis(800)) + lim.unmount + lim.kill_wait;
+    let d = budget.cap(
+        "runtime state",
+        choice.config.timeouts.state,
+        lim.runtime_call.min(Duration::from_secs(1)),
+        reserve,
+    );
+    let runc = runc_for(choice, d, reaper);
+    let idc = id.to_string();
+    match bounded("runtime-state", d + Duration::from_millis(300), move || {
+        runc.state(&idc)
+    }) {
+        Some(Ok(s)) if s.pid > 0 => Some(s.pid),
+        Some(Ok(_)) => None,
+        Some(Err(e)) => {
+            log::info!(
+                "msg=\"cleanup: runtime state gave no pid\" id={id} error={}",
+                q(&e.to_string())
+            );
+            None
+        }
+        None => None,
+    }
+}
+
+/// Whether `pid` is this container's init: its start time matches runc's
+/// record, or its cgroup is the spec's `cgroupsPath`.
+fn confirm_pid(
+    pid: i32,
+    state: Option<&inputs::RuncStateFile>,
+    cgroups_path: Option<&str>,
+) -> bool {
+    if pid <= 0 || !pid_alive(pid) {
+        return false;
+    }
+    if let Some(s) = state {
+        if s.init_pid == pid {
+            if let (Some(want), Some(got)) = (s.init_start, cg::proc_start_time(pid)) {
+                return want == got;
+            }
+        }
+    }
+    match (
+        cgroups_path,
+        std::fs::read_to_string(format!("/proc/{pid}/cgroup")),
+    ) {
+        (Some(cp), Ok(text)) => cg::pid_matches_cgroups_path(&text, cp),
+        _ => false,
+    }
+}
+
+type Found = (Cgroup, &'static str, Vec<PathBuf>);
+
+fn find_cgroup(
+    id: &str,
+    pid: i32,
+    confirmed: bool,
+    state: Option<&inputs::RuncStateFile>,
+    cgroups_path: Option<&str>,
+    notes: &mut Notes,
+) -> Option<Found> {
+    let unified = robust_cgroups::is_unified().unwrap_or(false);
+    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    let mounts = cg::parse_cgroup_mounts(&mountinfo);
+    // A hybrid host: runc also makes the cgroup in the (controller-less)
+    // v2 tree; that directory is left behind when runc's state is gone.
+    let hybrid_dir = |path: &str| -> Option<PathBuf> {
+        let rel = path.trim_start_matches('/');
+        if unified || rel.is_empty() {
+            return None;
+        }
+        mounts
+            .iter()
+            .find(|m| m.v2 && m.root == "/")
+            .map(|m| m.mount_point.join(rel))
+    };
+    if confirmed {
+        let proc_cgroup =
+            std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap_or_default();
+        match Cgroup::for_pid(pid as u32) {
+            Ok(c) => {
+                let mut dirs = cgroup_dirs(&c);
+                if let Some(d) = proc_cgroup
+                    .lines()
+                    .find_map(|l| l.strip_prefix("0::"))
+                    .and_then(hybrid_dir)
+                {
+                    dirs.push(d);
+                }
+                return Some((c, "the live init", dirs));
+            }
+            Err(e) => log::info!(
+                "msg=\"cleanup: cgroup of the init not readable\" id={id} pid={pid} error={}",
+                q(&e.to_string())
+            ),
+        }
+    }
+    if let Some(s) = state.filter(|s| !s.cgroup_paths.is_empty()) {
+        let r = if unified {
+            s.cgroup_paths
+                .iter()
+                .find(|(k, _)| k.is_empty())
+                .map(|(_, p)| Resolved::V2(p.clone()))
+        } else {
+            let m: std::collections::BTreeMap<String, PathBuf> = s
+                .cgroup_paths
+                .iter()
+                .filter(|(k, _)| !k.is_empty())
+                .cloned()
+                .collect();
+            (!m.is_empty()).then_some(Resolved::V1(m))
+        };
+        if let Some(r) = r {
+            let mut dirs = r.dirs();
+            dirs.extend(
+                s.cgroup_paths
+                    .iter()
+                    .filter(|(k, _)| k.is_empty() && !unified)
+                    .map(|(_, p)| p.clone()),
+            );
+            return Some((r.to_cgroup(), "runc state.json", dirs));
+        }
+    }
+    let cp = cgroups_path?;
+    let own = std::fs::read_to_string("/proc/self/cgroup").unwrap_or_default();
+    match cg::resolve_cgroups_path(cp, &mounts, unified, &own) {
+        Ok(r) => {
+            let mut dirs = r.dirs();
+            if let cg::CgroupsPath::Absolute(p) = cg::classify_cgroups_path(cp) {
+                dirs.extend(hybrid_dir(&p));
+            }
+            Some((r.to_cgroup(), "config.json cgroupsPath", dirs))
+        }
+        Err(why) => {
+            notes.assume(
+                format!("cannot resolve the container's cgroup from config.json: {why}"),
+                "leftover processes can only be found through the runtime".into(),
+            );
+            None
+        }
+    }
+}
+
+fn cgroup_dirs(c: &Cgroup) -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> = match c.unified_path() {
+        Some(p) => vec![p.to_path_buf()],
+        None => c.v1_paths().map(|(_, p)| p.to_path_buf()).collect(),
+    };
+    v.sort();
+    v.dedup();
+    v
+}
+
+/// Remove the (empty) cgroup directories of the container that the
+/// runtime did not remove (it could not: its state was gone). Only leaf
+/// directories named after the container are touched.
+fn remove_cgroup_dirs(dirs: &[PathBuf], id: &str) {
+    for d in dirs {
+        let named = d
+            .file_name()
+            .and_then(|n| n.to_str())
+            .is_some_and(|n| n.contains(id));
+        if !named || !d.is_dir() {
+            continue;
+        }
+        match std::fs::remove_dir(d) {
+            Ok(()) => log::info!(
+                "msg=\"cleanup: removed the container's leftover cgroup\" id={id} dir={}",
+                q(&d.display().to_string())
+            ),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => log::warn!(
+                "msg=\"cleanup: cannot remove the container's cgroup\" id={id} dir={} error={}",
+                q(&d.display().to_string()),
+                q(&e.to_string())
+            ),
+        }
+    }
+}
+
+/// `runtime delete --force`; `None` when the container is gone from the
+/// runtime, else why it may not be.
+fn runtime_delete(
+    choice: &RuntimeChoice,
+    id: &str,
+    budget: &Budget,
+    lim: &Limits,
+    reaper: &Reaper,
+) -> Option<String> {
+    let call = |force: bool| -> Result<(), String> {
+        let d = budget.cap(
+            "runtime delete",
+            choice.config.timeouts.delete,
+            lim.runtime_call,
+            lim.unmount + lim.kill_wait,
+        );
+        let runc = runc_for(choice, d, reaper);
+        let idc = id.to_string();
+        match bounded(
+            "runtime-delete",
+            d + Duration::from_millis(300),
+            move || runc.delete(&idc, force),
+        ) {
+            Some(Ok(())) => Ok(()),
+            Some(Err(e)) => Err(classify(&e)),
+            None => Err(format!("runtime delete {id}: no answer within {d:?}")),
+        }
+    };
+    match call(true) {
+        Ok(()) => {
+            log::info!("msg=\"cleanup: deleted in the runtime\" id={id}");
+            None
+        }
+        Err(e) if e.starts_with("gone:") => {
+            log::info!(
+                "msg=\"cleanup: container already gone from the runtime\" id={id} said={}",
+                q(&e[5..])
+            );
+            None
+        }
+        Err(e) if e.starts_with("not running:") => {
+            // runsc refuses to signal a created or stopped container: a
+            // plain delete removes it.
+            log::info!(
+                "msg=\"cleanup: runtime says not running; deleting without force\" id={id} said={}",
+                q(&e[12..])
+            );
+            match call(false) {
+                Ok(()) => None,
+                Err(e2) if e2.starts_with("gone:") => None,
+                Err(e2) => Some(e2),
+            }
+        }
+        Err(e) => {
+            log::warn!(
+                "msg=\"cleanup: runtime force delete failed\" id={id} error={}",
+                q(&e)
+            );
+            Some(e)
+        }
+    }
+}
+
+fn classify(e: &RuntimeError) -> String {
+    match e.kind() {
+        ErrorKind::NotFound => format!("gone:{e}"),
+        ErrorKind::NotRunning => format!("not running:{e}"),
+        ErrorKind::Other => e.to_string(),
+    }
+}
+
+/// A bundle's `init.pid` without the rest of the routine (for callers that
+/// only report).
+pub fn recorded_pid(bundle: &Path) -> u32 {
+    bundle::read_pid(bundle, "init.pid").unwrap_or(0).max(0) as u32
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+
+    /// One reaper for every test of the crate: two reapers in one process
+    /// would reap each other's children.
+    pub(crate) fn test_reaper() -> Reaper {
+        static R: std::sync::OnceLock<Reaper> = std::sync::OnceLock::new();
+        R.get_or_init(|| {
+            let (r, rx) = Reaper::start().unwrap();
+            std::thread::spawn(move || for _ in rx {});
+            r
+        })
+        .clone()
+    }
+
+    #[test]
+    fn refuses_bad_ids_and_paths() {
+        let reaper = test_reaper();
+        let d = tempfile::tempdir().unwrap();
+        let b = d.path().join("default").join("c1");
+        std::fs::create_dir_all(&b).unwrap();
+        for (ns, id, bundle) in [
+            ("default", "..", b.clone()),
+            ("default", "../c1", b.clone()),
+            ("default", "/abs", b.clone()),
+            ("de/fault", "c1", b.clone()),
+            ("default", "c1", PathBuf::from("default/c1")),
+            ("default", "c1", d.path().join("default/../default/c1")),
+            ("default", "c2", b.clone()),
+        ] {
+            let r = DeleteRequest::new(ns, id, &bundle);
+            let e = delete_bundle(&r, &reaper).unwrap_err().to_string();
+            assert!(e.starts_with("refusing to clean up: "), "{e}");
+        }
+        // A bundle reached through a symlink (to /): refused, nothing done.
+        let link = d.path().join("default").join("c3");
+        std::os::unix::fs::symlink("/", &link).unwrap();
+        let e = delete_bundle(&DeleteRequest::new("default", "c3", &link), &reaper)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("symlink"), "{e}");
+    }
+
+    fn fake_runtime(dir: &Path, script: &str) -> PathBuf {
+        use std::os::unix::fs::PermissionsExt;
+        let p = dir.join("fake-runc");
+        std::fs::write(&p, format!("#!/bin/sh\n{script}\n")).unwrap();
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
+        p
+    }
+
+    fn request(d: &Path, id: &str) -> (DeleteRequest, PathBuf) {
+        let b = d.join("state").join("default").join(id);
+        std::fs::create_dir_all(&b).unwrap();
+        let mut r = DeleteRequest::new("default", id, &b);
+        r.probe_parents = vec![d.join("roots")];
+        r.scan_dir = None;
+        (r, b)
+    }
+
+    /// A bundle holding nothing at all (the rest of the routine needs a
+    /// runtime; a fake one that says "does not exist" stands in).
+    #[test]
+    fn an_empty_bundle_is_cleaned_with_pid_zero() {
+        let reaper = test_reaper();
+        let d = tempfile::tempdir().unwrap();
+        let (r, b) = request(d.path(), "c1");
+        let rt = fake_runtime(
+            d.path(),
+            "echo 'container \"c1\" does not exist' >&2; exit 1",
+        );
+        std::fs::write(b.join("runtime"), rt.display().to_string()).unwrap();
+        let o = delete_bundle(&r, &reaper).unwrap();
+        assert!(o.is_clean(), "{:?}", o.remains);
+        assert_eq!(o.pid, 0);
+        assert_eq!(o.exit_status, 137);
+        assert_eq!(o.runtime_source, "runtime");
+        // options.json, init.pid, config.json, address, rootfs: one note each.
+        assert_eq!(o.assumed.len(), 5, "{:#?}", o.assumed);
+        assert!(o.took < Duration::from_secs(4));
+    }
+
+    #[test]
+    fn a_hanging_runtime_is_bounded_and_reported() {
+        let reaper = test_reaper();
+        let d = tempfile::tempdir().unwrap();
+        let (mut r, b) = request(d.path(), "c2");
+        r.limits.runtime_call = Duration::from_millis(300);
+        let rt = fake_runtime(d.path(), "sleep 30");
+        std::fs::write(b.join("runtime"), rt.display().to_string()).unwrap();
+        std::fs::write(b.join("init.pid"), "77777777").unwrap();
+        // runc's state dir of the container, under the default root of
+        // this config: it stays, and is reported.
+        let mut c = robust_config::Config::default();
+        c.runtime.root = Some(d.path().join("roots"));
+        c.runtime.binary = rt.display().to_string();
+        std::fs::write(b.join("options.json"), c.to_options_json()).unwrap();
+        let st = d.path().join("roots/default/c2");
+        std::fs::create_dir_all(&st).unwrap();
+        let t = Instant::now();
+        let o = delete_bundle(&r, &reaper).unwrap();
+        assert!(t.elapsed() < Duration::from_secs(2), "{:?}", t.elapsed());
+        assert_eq!(o.pid, 77777777);
+        assert_eq!(o.remains.len(), 1, "{:?}", o.remains);
+        assert!(o.remains[0].contains("runtime state"), "{:?}", o.remains);
+        assert!(o.remains[0].contains("no answer"), "{:?}", o.remains);
+        let msg = o.error_message().unwrap();
+        assert!(msg.contains(&st.display().to_string()), "{msg}");
+    }
+
+    #[test]
+    fn not_running_falls_back_to_a_plain_delete() {
+        let reaper = test_reaper();
+        let d = tempfile::tempdir().unwrap();
+        let (r, b) = request(d.path(), "c3");
+        let log = d.path().join("calls");
+        let rt = fake_runtime(
+            d.path(),
+            &format!(
+                "echo \"$@\" >> {0}\ncase \"$*\" in *--force*) echo 'cannot signal container in state created' >&2; exit 1;; esac\nexit 0",
+                log.display()
+            ),
+        );
+        std::fs::write(b.join("runtime"), rt.display().to_string()).unwrap();
+        std::fs::write(b.join("init.pid"), "1").unwrap();
+        let o = delete_bundle(&r, &reaper).unwrap();
+        assert!(o.is_clean(), "{:?}", o.remains);
+        let calls = std::fs::read_to_string(&log).unwrap();
+        assert_eq!(calls.lines().count(), 2, "{calls}");
+        // pid 1 is alive but is not the container's: reported, never killed.
+        assert_eq!(o.pid, 1);
+        assert!(
+            o.assumed.iter().any(|a| a.contains("nothing confirms")),
+            "{:#?}",
+            o.assumed
+        );
+    }
+
+    #[test]
+    fn a_symlinked_rootfs_is_not_followed() {
+        let reaper = test_reaper();
+        let d = tempfile::tempdir().unwrap();
+        let (r, b) = request(d.path(), "c4");
+        let rt = fake_runtime(d.path(), "exit 0");
+        std::fs::write(b.join("runtime"), rt.display().to_string()).unwrap();
+        std::os::unix::fs::symlink("/", b.join("rootfs")).unwrap();
+        let before = mount::mounts_under(Path::new("/")).len();
+        let o = delete_bundle(&r, &reaper).unwrap();
+        assert!(o.is_clean(), "{:?}", o.remains);
+        assert_eq!(mount::mounts_under(Path::new("/")).len(), before);
+        assert!(o.assumed.iter().any(|a| a.contains("rootfs is a symlink")));
+        assert!(Path::new("/etc").exists());
+    }
+
+    #[test]
+    fn scan_finds_a_custom_root_by_its_bundle_label() {
+        let d = tempfile::tempdir().unwrap();
+        let b = PathBuf::from("/run/x/default/c1");
+        let st = d.path().join("custom/runc/default/c1");
+        std::fs::create_dir_all(&st).unwrap();
+        std::fs::write(
+            st.join("state.json"),
+            r#"{"init_process_pid":5,"config":{"labels":["bundle=/run/x/default/c1"]}}"#,
+        )
+        .unwrap();
+        let other = d.path().join("other/default/c1");
+        std::fs::create_dir_all(&other).unwrap();
+        std::fs::write(
+            other.join("state.json"),
+            r#"{"init_process_pid":5,"config":{"labels":["bundle=/elsewhere/c1"]}}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            scan_for_roots(d.path(), "default", "c1", &b),
+            vec![d.path().join("custom/runc")]
+        );
+    }
+
+    #[test]
+    fn budget_caps_and_logs() {
+        let b = Budget {
+            deadline: Instant::now() + Duration::from_secs(3),
+            id: "c".into(),
+        };
+        let got = b.cap(
+            "x",
+            Duration::from_secs(10),
+            Duration::from_millis(1500),
+            Duration::ZERO,
+        );
+        assert_eq!(got, Duration::from_millis(1500));
+        let got = b.cap(
+            "x",
+            Duration::from_secs(10),
+            Duration::from_millis(1500),
+            Duration::from_millis(2900),
+        );
+        assert!(got <= Duration::from_millis(150), "{got:?}");
+        assert!(got >= MIN_STEP);
+        let got = b.cap(
+            "x",
+            Duration::from_millis(200),
+            Duration::from_millis(1500),
+            Duration::ZERO,
+        );
+        assert_eq!(got, Duration::from_millis(200));
+    }
+}
