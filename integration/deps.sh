@@ -26,6 +26,9 @@ need() { # need PACKAGE CHECK...   (CHECK: a command name, or an absolute path)
 
 need containerd containerd ctr containerd-shim-runc-v2
 need runc runc
+need runsc runsc # gVisor: the runsc driver and its tests
+need bsdutils script # the tty cases give ctr a terminal with script(1)
+need procps pgrep ps
 need containernetworking-plugins /usr/lib/cni/bridge /usr/lib/cni/host-local /usr/lib/cni/loopback
 need iproute2 ip ss
 need psmisc fuser
