@@ -130,6 +130,15 @@ impl Service {
     /// many pids were signalled.
     pub(crate) fn kill_cgroup(&self, c: &Container) -> usize {
         let Some(cg) = &c.cgroup else { return 0 };
+        if c.kind == robust_config::RuntimeKind::Runsc && !c.owns_sandbox {
+            // Every container of a gVisor pod lives in the sandbox's cgroup:
+            // killing it would kill the whole pod.
+            log::warn!(
+                "msg=\"not killing the shared sandbox cgroup for one container of a gVisor pod\" id={}",
+                c.id
+            );
+            return 0;
+        }
         if cg.is_frozen().unwrap_or(false) {
             if let Err(e) = cg.thaw() {
                 log::warn!("msg=\"stop: thaw failed\" id={} error=\"{e}\"", c.id);

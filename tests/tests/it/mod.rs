@@ -13,6 +13,8 @@ pub mod ctr_cases;
 pub mod events;
 /// Dead shims and dead-shim cleanup: missing bundle files, busy rootfs, sweep (issue 4).
 pub mod dead_shim;
+/// gVisor: runsc through the same shim: ctr, CRI handler `gvisor`, F2, dead shims (issue 6).
+pub mod gvisor;
 /// A runtime that hangs on one verb (integration/fault-runtime.sh): deadlines (issue 3).
 pub mod hangs;
 /// Reaping on every path and bounded stops with escalation (issue 3).
