@@ -5,6 +5,7 @@
 #   make image   the local test images (.work/images/*.tar), no network
 #   make demo    run containers through our shim with ctr, against an isolated containerd
 #   make test    unit tests, then the integration suite against an isolated containerd
+#   make bench   both shims side by side on an isolated containerd (results/, see docs/benchmarks.md)
 #
 # The integration harness is described in integration/README.md.
 
@@ -23,6 +24,7 @@ export ROBUST_IT_IMAGES_DIR := $(IMAGES_DIR)
 export IT_THREADS
 
 .PHONY: deps check-cargo build image demo test unit-test integration-test it-start it-stop it-clean
+.PHONY: bench
 
 deps:
 	@bash integration/deps.sh
@@ -38,6 +40,10 @@ image: deps
 
 demo: deps build image
 	@bash integration/demo.sh
+
+# both shims side by side on an isolated containerd; table in results/ (docs/benchmarks.md)
+bench: deps build image
+	@bash integration/bench.sh
 
 test: deps
 	$(MAKE) --no-print-directory unit-test
