@@ -211,8 +211,10 @@ impl Service {
             "msg=\"process exited\" id={cid} exec_id={eid} pid={} status={code}",
             exit.pid
         );
-        if eid.is_empty() {
-            // An OOM kill is reported before the exit it caused.
+        if eid.is_empty() && (c.kind == RuntimeKind::Runc || c.owns_sandbox) {
+            // An OOM kill is reported before the exit it caused. (The app
+            // containers of a gVisor pod share the sandbox's cgroup: its
+            // OOM count is the sandbox's to report.)
             self.publish_oom(&c, false);
         }
         {
