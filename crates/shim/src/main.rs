@@ -35,11 +35,7 @@ fn main() -> ExitCode {
                     Some(f) => Box::new(f),
                     None => Box::new(std::io::sink()),
                 };
-            logger::init(
-                out,
-                log::LevelFilter::Info,
-                &args.namespace,
-            );
+            logger::init(out, log::LevelFilter::Info, &args.namespace);
             start::run(args)
         }
         "delete" => {

@@ -9,10 +9,10 @@ pub mod api_cases;
 pub mod cri_cases;
 /// Cases driven through `ctr` commands.
 pub mod ctr_cases;
-/// Events and state across restarts, OOMs, load and shared pid namespaces (issue 5).
-pub mod events;
 /// Dead shims and dead-shim cleanup: missing bundle files, busy rootfs, sweep (issue 4).
 pub mod dead_shim;
+/// Events and state across restarts, OOMs, load and shared pid namespaces (issue 5).
+pub mod events;
 /// gVisor: runsc through the same shim: ctr, CRI handler `gvisor`, F2, dead shims (issue 6).
 pub mod gvisor;
 /// A runtime that hangs on one verb (integration/fault-runtime.sh): deadlines (issue 3).
