@@ -179,14 +179,6 @@ impl Publisher {
         }
     }
 
-    pub fn discard() -> Publisher {
-        Publisher {
-            tx: None,
-            pending: Arc::new(AtomicUsize::new(0)),
-            bound_ms: Arc::new(AtomicU64::new(0)),
-        }
-    }
-
     /// Set the retry bound of ordinary events (a container's
     /// `timeouts.publish`; the most recent container's config wins).
     pub fn set_bound(&self, bound: Duration) {

@@ -170,9 +170,10 @@ impl Service {
         match owner {
             Some((cid, eid)) => self.deliver_exit(&cid, &eid, exit),
             None => log::debug!(
-                "msg=\"reaped a process that is not a container process\" pid={} status=\"{}\"",
+                "msg=\"reaped a process that is not a container process\" pid={} status=\"{}\" reaped_unclaimed_total={}",
                 exit.pid,
-                exit.status
+                exit.status,
+                self.inner.reaper.unclaimed_count()
             ),
         }
     }
