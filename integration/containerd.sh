@@ -33,6 +33,7 @@ CNI_DATA_DIR="$RUN_DIR/cni/ipam"
 CNI_BIN_DIR="${ROBUST_IT_CNI_BIN_DIR:-/usr/lib/cni}"
 CONFIG="$RUN_DIR/config.toml"
 RUNTIME_CONFIG="$RUN_DIR/robust.toml"
+RUNSC_CONFIG="$RUN_DIR/runsc.toml"
 PID_FILE="$RUN_DIR/containerd.pid"
 LOG_FILE="$RUN_DIR/containerd.log"
 
@@ -68,6 +69,8 @@ write_config() {
     # containerd resolves io.containerd.robust.v2 as containerd-shim-robust-v2 on its PATH.
     ln -sfn "$SHIM_BIN" "$BIN_DIR/containerd-shim-robust-v2"
     [[ -e "$RUNTIME_CONFIG" ]] || : >"$RUNTIME_CONFIG"
+    # the gvisor handler's config: the shipped runsc.toml (platform ptrace, network none)
+    cp "$REPO_DIR/runtime-config/runsc.toml" "$RUNSC_CONFIG"
 
     cat >"$CNI_CONF_DIR/10-robust.conflist" <<EOF
 {
@@ -143,6 +146,12 @@ imports = []
   runtime_type = "io.containerd.robust.v2"
 [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.robust.options]
   ConfigPath = "$RUNTIME_CONFIG"
+
+# gVisor through ours: the same runtime name, runsc chosen by the TOML (docs/gvisor.md)
+[plugins."io.containerd.grpc.v1.cri".containerd.runtimes.gvisor]
+  runtime_type = "io.containerd.robust.v2"
+[plugins."io.containerd.grpc.v1.cri".containerd.runtimes.gvisor.options]
+  ConfigPath = "$RUNSC_CONFIG"
 
 EOF
     if runtime_path_works; then

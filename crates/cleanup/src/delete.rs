@@ -414,7 +414,7 @@ pub fn delete_bundle(req: &DeleteRequest, reaper: &Reaper) -> Result<DeleteOutco
     // --- force delete in the runtime ------------------------------------
     let mut runtime_err = None;
     if !skip_runtime {
-        runtime_err = runtime_delete(&choice, id, &budget, &lim, reaper);
+        runtime_err = runtime_delete(&choice, id, &bundle, &budget, &lim, reaper);
     }
 
     // --- kill what is left ----------------------------------------------
@@ -538,6 +538,11 @@ pub fn delete_bundle(req: &DeleteRequest, reaper: &Reaper) -> Result<DeleteOutco
             RuntimeKind::Runsc => {
                 if let Some(e) = &runtime_err {
                     remains.push(format!("runtime state (runsc): {e}"));
+                } else if crate::runsc::has_state(&choice.root, id) {
+                    remains.push(format!(
+                        "runtime state (runsc) under {}: still there after the runtime's delete",
+                        choice.root.display()
+                    ));
                 }
             }
         }
@@ -781,6 +786,7 @@ fn remove_cgroup_dirs(dirs: &[PathBuf], id: &str) {
 fn runtime_delete(
     choice: &RuntimeChoice,
     id: &str,
+    bundle: &Path,
     budget: &Budget,
     lim: &Limits,
     reaper: &Reaper,
@@ -791,6 +797,17 @@ fn runtime_delete(
         RuntimeKind::Runsc => lim.runtime_call.max(RUNSC_DELETE_CAP),
         RuntimeKind::Runc => lim.runtime_call,
     };
+    if choice.kind() == RuntimeKind::Runsc {
+        // End the sandbox (when this container owns it) and the gofer
+        // ourselves: runsc's own forced delete of a live sandbox is slow,
+        // and quick once they are gone.
+        let left = crate::runsc::kill_host_processes(&choice.root, id, bundle, lim.kill_wait);
+        if !left.is_empty() {
+            log::warn!(
+                "msg=\"cleanup: runsc host processes still alive after SIGKILL\" id={id} pids={left:?}"
+            );
+        }
+    }
     let call = |force: bool| -> Result<(), String> {
         let d = budget.cap(
             "runtime delete",
@@ -810,7 +827,7 @@ fn runtime_delete(
             None => Err(format!("runtime delete {id}: no answer within {d:?}")),
         }
     };
-    match call(true) {
+    let failed = match call(true) {
         Ok(()) => {
             log::info!("msg=\"cleanup: deleted in the runtime\" id={id}");
             None
@@ -848,6 +865,18 @@ fn runtime_delete(
                 Err(e2) => Some(e2),
             }
         }
+    };
+    match failed {
+        // runsc cut off at its deadline leaves its state files: once no
+        // process they name is alive, they are only files.
+        Some(e) if choice.kind() == RuntimeKind::Runsc => {
+            match crate::runsc::remove_dead_state(&choice.root, id) {
+                Ok(_) if !crate::runsc::has_state(&choice.root, id) => None,
+                Ok(_) => Some(e),
+                Err(why) => Some(format!("{e}; {why}")),
+            }
+        }
+        other => other,
     }
 }
 

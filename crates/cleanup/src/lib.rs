@@ -11,6 +11,8 @@
 //!   init pid, cgroups path), and which runtime and root to drive.
 //! - [`cgroup`]: a container's cgroup found without its shim, and the kill
 //!   of whatever is left in it.
+//! - [`runsc`]: what a dead shim's gVisor container leaves (sandbox and
+//!   gofer host processes, state files) and how it is ended.
 //! - [`delete`]: the tolerant delete run by `<shim> delete` after a shim
 //!   died, bounded well inside containerd's 5 s cleanup kill.
 //! - [`sweep`]: a node sweep of bundles no live shim owns.
@@ -21,6 +23,7 @@ pub mod cgroup;
 pub mod delete;
 pub mod inputs;
 pub mod mount;
+pub mod runsc;
 pub mod sweep;
 
 pub use delete::{delete_bundle, DeleteOutcome, DeleteRequest, Limits, Refused};

@@ -1,7 +1,7 @@
 //! A container: its bundle, its runtime, its init and its execs.
 
 use std::collections::{BTreeMap, HashMap};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use robust_config::{Config, RuntimeKind};
@@ -51,6 +51,63 @@ pub fn owns_sandbox(bundle: &std::path::Path) -> bool {
         .and_then(|a| a.get(CONTAINER_TYPE))
         .and_then(|v| v.as_str())
         .is_none_or(|t| t == "sandbox")
+}
+
+/// CRI's annotation naming the pod's sandbox container.
+pub const SANDBOX_ID: &str = "io.kubernetes.cri.sandbox-id";
+
+/// The pod sandbox id an app container's spec names, if any.
+pub fn sandbox_id(bundle: &Path) -> Option<String> {
+    let raw = std::fs::read(bundle.join("config.json")).ok()?;
+    let spec = serde_json::from_slice::<serde_json::Value>(&raw).ok()?;
+    spec.get("annotations")?
+        .get(SANDBOX_ID)?
+        .as_str()
+        .map(str::to_string)
+}
+
+/// runsc: put an app container that shares the pod's pid namespace into the
+/// sandbox's root pid namespace, where the pause container is pid 1.
+///
+/// CRI names the shared namespace as `/proc/<sandbox pid>/ns/pid`. runsc
+/// only uses that path as a key: the first app container carrying it gets
+/// a new pid namespace of its own and the next ones join *that*, so when
+/// the first one's init dies gVisor kills every container of the pod
+/// ("init process terminating, killing namespace"). Without a pid
+/// namespace entry runsc uses the sandbox's, which is what the pod asked
+/// for and what runc gives. Returns whether the spec was changed.
+pub fn join_sandbox_pid_namespace(bundle: &Path, sandbox_pid: i32, id: &str) -> Result<bool> {
+    if sandbox_pid <= 0 {
+        return Ok(false);
+    }
+    let name = "config.json";
+    let raw = std::fs::read(bundle.join(name))
+        .map_err(|e| Error::Io(format!("container {id}: read {name}: {e}")))?;
+    let mut spec: serde_json::Value = serde_json::from_slice(&raw)
+        .map_err(|e| Error::InvalidArgument(format!("container {id}: {name}: {e}")))?;
+    let shared = format!("/proc/{sandbox_pid}/ns/pid");
+    let Some(namespaces) = spec
+        .pointer_mut("/linux/namespaces")
+        .and_then(|n| n.as_array_mut())
+    else {
+        return Ok(false);
+    };
+    let before = namespaces.len();
+    namespaces.retain(|n| {
+        !(n.get("type").and_then(|t| t.as_str()) == Some("pid")
+            && n.get("path").and_then(|p| p.as_str()) == Some(shared.as_str()))
+    });
+    if namespaces.len() == before {
+        return Ok(false);
+    }
+    let out = serde_json::to_vec(&spec)
+        .map_err(|e| Error::Other(format!("container {id}: encode {name}: {e}")))?;
+    robust_cleanup::bundle::write_atomic(bundle, name, &out)
+        .map_err(|e| Error::Io(format!("container {id}: write {name}: {e}")))?;
+    log::info!(
+        "msg=\"runsc: app container shares the pod's pid namespace; placed in the sandbox's\" id={id} path={shared}"
+    );
+    Ok(true)
 }
 
 impl Container {

@@ -373,6 +373,14 @@ impl Service {
         }
         let cfg = self.config_for(&req.options)?;
         let runc = self.runc_for(&cfg)?;
+        if cfg.runtime_kind() == RuntimeKind::Runsc && !crate::container::owns_sandbox(&bundle_dir)
+        {
+            let sandbox_pid = crate::container::sandbox_id(&bundle_dir)
+                .and_then(|sid| self.container(&sid).ok())
+                .map(|sb| sb.init.pid())
+                .unwrap_or(0);
+            crate::container::join_sandbox_pid_namespace(&bundle_dir, sandbox_pid, &id)?;
+        }
         self.inner.publisher.set_bound(cfg.timeouts.publish);
         if let Ok(mut b) = self.inner.shutdown_bound.lock() {
             *b = (*b).max(cfg.timeouts.shutdown);

@@ -19,10 +19,10 @@ use std::time::Instant;
 
 use k8s_cri::v1::{
     ContainerConfig, ContainerMetadata, ContainerState, ContainerStatusRequest,
-    CreateContainerRequest, ExecSyncRequest, ImageSpec, LinuxPodSandboxConfig,
-    LinuxSandboxSecurityContext, NamespaceMode, NamespaceOption, PodSandboxConfig,
-    PodSandboxMetadata, RemovePodSandboxRequest, RunPodSandboxRequest, StartContainerRequest,
-    StopContainerRequest, StopPodSandboxRequest,
+    CreateContainerRequest, ExecSyncRequest, ImageSpec, LinuxContainerConfig,
+    LinuxContainerSecurityContext, LinuxPodSandboxConfig, LinuxSandboxSecurityContext,
+    NamespaceMode, NamespaceOption, PodSandboxConfig, PodSandboxMetadata, RemovePodSandboxRequest,
+    RunPodSandboxRequest, StartContainerRequest, StopContainerRequest, StopPodSandboxRequest,
 };
 
 const SEC: Duration = Duration::from_secs(1);
@@ -222,7 +222,14 @@ fn assert_runsc_gone(ns: &str, ids: &[String], limit: Duration) -> Duration {
 fn shim_pid_of(ns: &str, id: &str) -> i32 {
     let addr = shim_address(ns, id)
         .unwrap_or_else(|| panic!("no address in {}", bundle_dir(ns, id).display()));
-    let h = socket_holders(&addr);
+    // A child the daemon is forking holds the socket until its exec (CLOEXEC): wait,
+    // bounded, for the one holder.
+    let mut h = socket_holders(&addr);
+    let t = Instant::now();
+    while h.len() > 1 && t.elapsed() < 2 * SEC {
+        std::thread::sleep(Duration::from_millis(20));
+        h = socket_holders(&addr);
+    }
     assert_eq!(h.len(), 1, "holders of the shim socket {addr}: {h:?}");
     assert_eq!(
         exe_name(h[0]).as_deref(),
@@ -439,7 +446,9 @@ gv_test!(
 // CRI (handler gvisor)
 // ---------------------------------------------------------------------------------------
 
-fn pod_config(name: &str) -> PodSandboxConfig {
+/// The pod's config; `pid` is its pid namespace mode: `Container` (kubelet's default) or
+/// `Pod` (`shareProcessNamespace: true`).
+fn pod_config(name: &str, pid: NamespaceMode) -> PodSandboxConfig {
     PodSandboxConfig {
         metadata: Some(PodSandboxMetadata {
             name: name.into(),
@@ -451,7 +460,7 @@ fn pod_config(name: &str) -> PodSandboxConfig {
             security_context: Some(LinuxSandboxSecurityContext {
                 namespace_options: Some(NamespaceOption {
                     network: NamespaceMode::Node as i32,
-                    pid: NamespaceMode::Container as i32,
+                    pid: pid as i32,
                     ipc: NamespaceMode::Pod as i32,
                     ..Default::default()
                 }),
@@ -463,17 +472,19 @@ fn pod_config(name: &str) -> PodSandboxConfig {
     }
 }
 
-/// Runs a runsc pod through the `gvisor` handler with one busybox container per command;
-/// `None` (skip, printed) when this containerd has no `gvisor` handler.
+/// Runs a runsc pod through the `gvisor` handler with one busybox container per command,
+/// pod and containers in pid namespace mode `pid` (as kubelet sets both); `None` (skip,
+/// printed) when this containerd has no `gvisor` handler.
 fn run_gvisor_pod(
     api: &Api,
     case: &str,
     name: &str,
     commands: &[&str],
+    pid: NamespaceMode,
     guard: &mut PodGuard,
 ) -> Option<(String, Vec<String>)> {
     let mut cri = api.cri();
-    let config = pod_config(name);
+    let config = pod_config(name, pid);
     let t = Instant::now();
     let r = api.call(
         "RunPodSandbox",
@@ -510,6 +521,18 @@ fn run_gvisor_pod(
                 ..Default::default()
             }),
             command: vec!["sh".into(), "-c".into(), cmd.to_string()],
+            linux: Some(LinuxContainerConfig {
+                security_context: Some(LinuxContainerSecurityContext {
+                    namespace_options: Some(NamespaceOption {
+                        network: NamespaceMode::Node as i32,
+                        pid: pid as i32,
+                        ipc: NamespaceMode::Pod as i32,
+                        ..Default::default()
+                    }),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }),
             ..Default::default()
         };
         let cid = api
@@ -593,6 +616,7 @@ gv_test!(
             "gvisor_cri_pod_lifecycle",
             &name,
             &[SLEEPER, SLEEPER],
+            NamespaceMode::Container,
             &mut guard,
         ) else {
             return;
@@ -663,7 +687,7 @@ gv_test!(
 /// F2 body: a runsc pod whose two containers ignore SIGTERM; StopContainer (timeout 2 s)
 /// of each, then StopPodSandbox + RemovePodSandbox, all within the grace + the bound.
 /// With `check_siblings`, stopping the first container must leave the second running.
-fn f2_pod(shim: Shim, case: &str, check_siblings: bool) {
+fn f2_pod(shim: Shim, case: &str, check_siblings: bool, pid: NamespaceMode) {
     if !runsc_or_skip(case) {
         return;
     }
@@ -671,7 +695,8 @@ fn f2_pod(shim: Shim, case: &str, check_siblings: bool) {
     let name = unique_id(if check_siblings { "gv-sib" } else { "gv-f2" }, shim);
     let mut guard = PodGuard::new();
     let stubborn = "trap \"\" TERM; while :; do sleep 1; done";
-    let Some((pod_id, ids)) = run_gvisor_pod(&api, case, &name, &[stubborn, stubborn], &mut guard)
+    let Some((pod_id, ids)) =
+        run_gvisor_pod(&api, case, &name, &[stubborn, stubborn], pid, &mut guard)
     else {
         return;
     };
@@ -763,7 +788,12 @@ gv_test!(
     gvisor_cri_f2_sigterm_ignored,
     limit = 180,
     |shim| {
-        f2_pod(shim, "gvisor_cri_f2_sigterm_ignored", false);
+        f2_pod(
+            shim,
+            "gvisor_cri_f2_sigterm_ignored",
+            false,
+            NamespaceMode::Container,
+        );
     }
 );
 
@@ -773,7 +803,29 @@ gv_test!(
     gvisor_cri_stop_one_keeps_siblings,
     limit = 180,
     |shim| {
-        f2_pod(shim, "gvisor_cri_stop_one_keeps_siblings", true);
+        f2_pod(
+            shim,
+            "gvisor_cri_stop_one_keeps_siblings",
+            true,
+            NamespaceMode::Container,
+        );
+    }
+);
+
+gv_test!(
+    /// The same in a pod sharing one pid namespace (`shareProcessNamespace: true`). Regression:
+    /// runsc made the first app container the init of the shared namespace, so stopping it
+    /// killed every container of the pod (2 runs in 3); the shim now places such containers
+    /// in the sandbox's pid namespace, where the pause container is pid 1, as with runc.
+    gvisor_cri_stop_one_keeps_siblings_shared_pidns,
+    limit = 180,
+    |shim| {
+        f2_pod(
+            shim,
+            "gvisor_cri_stop_one_keeps_siblings_shared_pidns",
+            true,
+            NamespaceMode::Pod,
+        );
     }
 );
 
@@ -794,6 +846,7 @@ gv_test!(
             "gvisor_cri_dead_shim_cleanup",
             &name,
             &[SLEEPER, SLEEPER],
+            NamespaceMode::Container,
             &mut guard,
         ) else {
             return;
