@@ -866,6 +866,9 @@ fn runtime_delete(
             }
         }
     };
+    if choice.kind() == RuntimeKind::Runsc {
+        crate::runsc::remove_orphan_locks(&choice.root, id);
+    }
     match failed {
         // runsc cut off at its deadline leaves its state files: once no
         // process they name is alive, they are only files.

@@ -258,6 +258,39 @@ pub fn remove_dead_state(root: &Path, id: &str) -> Result<Vec<PathBuf>, String> 
     Ok(removed)
 }
 
+/// Remove lock files without their state: `<id>_sandbox:*.lock` and, when
+/// `id` is a pod's sandbox, `*_sandbox:<id>.lock` of its containers. A runsc
+/// call racing a delete (another container's delete, a kill) can re-create a
+/// container's lock after its state went; nothing ever removes it then.
+/// Returns how many were removed.
+pub fn remove_orphan_locks(root: &Path, id: &str) -> usize {
+    let Ok(dir) = std::fs::read_dir(root) else {
+        return 0;
+    };
+    let own = format!("{id}_sandbox:");
+    let pod = format!("_sandbox:{id}.lock");
+    let mut removed = 0;
+    for name in dir
+        .flatten()
+        .filter_map(|e| e.file_name().into_string().ok())
+    {
+        let Some(stem) = name.strip_suffix(".lock") else {
+            continue;
+        };
+        if !(name.starts_with(&own) || name.ends_with(&pod)) {
+            continue;
+        }
+        if std::fs::symlink_metadata(root.join(format!("{stem}.state"))).is_ok() {
+            continue;
+        }
+        if std::fs::remove_file(root.join(&name)).is_ok() {
+            log::info!("msg=\"removed a runsc lock file without its state\" id={id} file={name}");
+            removed += 1;
+        }
+    }
+    removed
+}
+
 /// Whether runsc still has state for the container under `root`.
 pub fn has_state(root: &Path, id: &str) -> bool {
     !state_files(root, id).is_empty()
@@ -328,6 +361,31 @@ mod tests {
             has_state(d.path(), "cc"),
             "another container's state is kept"
         );
+    }
+
+    #[test]
+    fn orphan_locks_of_the_container_and_of_its_pod_go() {
+        let d = tempfile::tempdir().unwrap();
+        for f in [
+            "c_sandbox:p.lock", // c's lock, no state: goes
+            "p_sandbox:p.lock", // the pod's own, with state: stays
+            "p_sandbox:p.state",
+            "x_sandbox:p.lock", // another container of pod p, no state: goes with p
+            "x_sandbox:q.lock", // another pod's: stays
+            "cc_sandbox:p.lock", // another container whose id starts with c: stays for c
+        ] {
+            std::fs::write(d.path().join(f), "").unwrap();
+        }
+        assert_eq!(remove_orphan_locks(d.path(), "c"), 1);
+        assert!(!d.path().join("c_sandbox:p.lock").exists());
+        assert!(d.path().join("cc_sandbox:p.lock").exists());
+        assert_eq!(
+            remove_orphan_locks(d.path(), "p"),
+            2,
+            "x's and cc's locks of pod p"
+        );
+        assert!(d.path().join("p_sandbox:p.lock").exists());
+        assert!(d.path().join("x_sandbox:q.lock").exists());
     }
 
     #[test]

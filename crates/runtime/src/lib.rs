@@ -15,4 +15,8 @@ mod error;
 mod runc;
 
 pub use error::{ErrorKind, RuntimeError};
-pub use runc::{ContainerState, CreateOpts, Deadlines, ExecOpts, Runc, RuncConfig, Stdio};
+pub use runc::{
+    last_log_error, parse_ps, parse_state, parse_wait, ContainerState, CreateOpts, Deadlines,
+    ExecOpts, Runc, RuncConfig, RunscStats, Stdio,
+};
+pub use runc::{parse_stats, stats};

@@ -183,27 +183,14 @@ impl Runc {
 
     pub fn state(&self, id: &str) -> Result<ContainerState, RuntimeError> {
         let out = self.run("state", id, vec!["state".into(), id.into()], None, None)?;
-        serde_json::from_slice(&out.stdout).map_err(|e| RuntimeError::BadOutput {
-            verb: "state",
-            id: id.to_string(),
-            detail: format!("{e}: {}", String::from_utf8_lossy(&out.stdout)),
-        })
+        parse_state(&out.stdout).map_err(|detail| bad_output("state", id, detail))
     }
 
     /// Pids of the container's processes (`runc ps --format json`).
     pub fn ps(&self, id: &str) -> Result<Vec<i32>, RuntimeError> {
         let args = vec!["ps".into(), "--format".into(), "json".into(), id.into()];
         let out = self.run("ps", id, args, None, None)?;
-        let text = String::from_utf8_lossy(&out.stdout);
-        let trimmed = text.trim();
-        if trimmed.is_empty() || trimmed == "null" {
-            return Ok(Vec::new());
-        }
-        serde_json::from_str(trimmed).map_err(|e| RuntimeError::BadOutput {
-            verb: "ps",
-            id: id.to_string(),
-            detail: format!("{e}: {trimmed}"),
-        })
+        parse_ps(&out.stdout).map_err(|detail| bad_output("ps", id, detail))
     }
 
     fn simple(&self, verb: &'static str, id: &str, rest: &[&str]) -> Result<(), RuntimeError> {
@@ -219,20 +206,9 @@ impl Runc {
     /// `runsc wait`: block until the container exits and return its exit
     /// status. No deadline: it lasts as long as the container.
     pub fn wait(&self, id: &str) -> Result<u32, RuntimeError> {
-        #[derive(Deserialize)]
-        struct WaitResult {
-            #[serde(rename = "exitStatus")]
-            exit_status: i64,
-        }
         let launched = self.launch("wait", id, vec!["wait".into(), id.into()], None, None)?;
         let out = self.finish("wait", id, launched, FOREVER)?;
-        let r: WaitResult =
-            serde_json::from_slice(&out.stdout).map_err(|e| RuntimeError::BadOutput {
-                verb: "wait",
-                id: id.to_string(),
-                detail: format!("{e}: {}", String::from_utf8_lossy(&out.stdout)),
-            })?;
-        Ok(r.exit_status.clamp(0, 255) as u32)
+        parse_wait(&out.stdout).map_err(|detail| bad_output("wait", id, detail))
     }
 
     /// Run one verb under its deadline.
@@ -426,7 +402,7 @@ fn read_all(mut f: File) -> Vec<u8> {
 
 /// The messages of the runtime's JSON log at level error (runc writes the
 /// cause of a failure there), joined; plain text lines are kept as they are.
-pub(crate) fn last_log_error(log: &[u8]) -> String {
+pub fn last_log_error(log: &[u8]) -> String {
     #[derive(Deserialize)]
     struct Line {
         #[serde(default)]
@@ -445,6 +421,50 @@ pub(crate) fn last_log_error(log: &[u8]) -> String {
     }
     errors.join("; ")
 }
+
+// The parsers of the runtime's output, public for the fuzz targets in
+// fuzz/ (docs/fuzzing.md). Each error is the text of
+// RuntimeError::BadOutput's detail: the decoder's message, then the output.
+
+/// Parses `runc state` / `runsc state` output (JSON; unknown fields
+/// ignored).
+pub fn parse_state(stdout: &[u8]) -> Result<ContainerState, String> {
+    serde_json::from_slice(stdout).map_err(|e| format!("{e}: {}", String::from_utf8_lossy(stdout)))
+}
+
+/// Parses `runc ps --format json` output: the pids; empty or `null` is
+/// no pid.
+pub fn parse_ps(stdout: &[u8]) -> Result<Vec<i32>, String> {
+    let text = String::from_utf8_lossy(stdout);
+    let trimmed = text.trim();
+    if trimmed.is_empty() || trimmed == "null" {
+        return Ok(Vec::new());
+    }
+    serde_json::from_str(trimmed).map_err(|e| format!("{e}: {trimmed}"))
+}
+
+/// Parses `runsc wait` output: the exit status, clamped to 0..=255.
+pub fn parse_wait(stdout: &[u8]) -> Result<u32, String> {
+    #[derive(Deserialize)]
+    struct WaitResult {
+        #[serde(rename = "exitStatus")]
+        exit_status: i64,
+    }
+    let r: WaitResult = serde_json::from_slice(stdout)
+        .map_err(|e| format!("{e}: {}", String::from_utf8_lossy(stdout)))?;
+    Ok(r.exit_status.clamp(0, 255) as u32)
+}
+
+fn bad_output(verb: &'static str, id: &str, detail: String) -> RuntimeError {
+    RuntimeError::BadOutput {
+        verb,
+        id: id.to_string(),
+        detail,
+    }
+}
+
+pub mod stats;
+pub use stats::{parse_stats, RunscStats};
 
 #[cfg(test)]
 mod tests;

@@ -938,6 +938,9 @@ impl Service {
                 }
             }
         }
+        if c.kind == RuntimeKind::Runsc {
+            robust_cleanup::runsc::remove_orphan_locks(&c.runc.config().root, &c.id);
+        }
         if let Some(r) = &c.rootfs {
             mount::unmount_all(r, c.config.timeouts.unmount, &c.id)
                 .map_err(|e| Error::Io(format!("container {}: {e}", c.id)))?;
@@ -1053,6 +1056,15 @@ impl Service {
 
     pub fn do_stats(&self, req: api::StatsRequest) -> Result<api::StatsResponse> {
         let c = self.container(&req.id)?;
+        if c.kind == RuntimeKind::Runsc {
+            // Every container of a gVisor pod is in the sandbox's cgroup:
+            // only runsc can tell their usage apart.
+            let s = c.runc.stats(&c.id)?;
+            let m = robust_cgroups::Metrics::V1(crate::runsc_stats::to_v1_metrics(&s));
+            let mut r = api::StatsResponse::new();
+            r.stats = MessageField::some(m.to_any());
+            return Ok(r);
+        }
         let pid = c.init.pid();
         let cg = robust_cgroups::Cgroup::for_pid(pid as u32)
             .map_err(|e| Error::NotFound(format!("container {}: cgroup: {e}", c.id)))?;

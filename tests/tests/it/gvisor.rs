@@ -404,6 +404,80 @@ gv_test!(
     }
 );
 
+/// `cpuacct.usage` (ns) of `ctr task metrics ID`.
+fn metrics_cpu_ns(id: &str) -> u64 {
+    let out = ctr(NS, &["task", "metrics", id])
+        .timeout(20 * SEC)
+        .run()
+        .ok();
+    out.stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("cpuacct.usage "))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| {
+            panic!(
+                "no cpuacct.usage in `ctr task metrics {id}`: {}",
+                out.stdout
+            )
+        })
+}
+
+gv_test!(
+    /// Task Stats of the containers of one gVisor pod are each container's own (from
+    /// `runsc events --stats`), not the total of the sandbox cgroup they all share: of two
+    /// app containers, the one that spins reports over 5x the CPU of the one that sleeps.
+    /// (This runsc reports memory and pids for the whole sandbox; CPU per container.)
+    gvisor_ctr_stats_per_container,
+    limit = 120,
+    |shim| {
+        if !runsc_or_skip("gvisor_ctr_stats_per_container") {
+            return;
+        }
+        let cfg = runsc_config().to_string_lossy().into_owned();
+        // runsc resolves ids by prefix: no id may be a prefix of another
+        let pod = unique_id("gv-stpod", shim);
+        let idle = unique_id("gv-stidle", shim);
+        let busy = unique_id("gv-stbusy", shim);
+        let _g1 = ContainerGuard::new(NS, &idle);
+        let _g2 = ContainerGuard::new(NS, &busy);
+        let _g3 = ContainerGuard::new(NS, &pod);
+        let img = env().image.clone();
+        let pod_ann = format!("io.kubernetes.cri.sandbox-id={pod}");
+        let spin = "while :; do :; done";
+        for (id, kind, cmd) in [
+            (&pod, "sandbox", "sleep 1000"),
+            (&idle, "container", "sleep 1000"),
+            (&busy, "container", spin),
+        ] {
+            let kind = format!("io.kubernetes.cri.container-type={kind}");
+            ctr(
+                NS,
+                &run_args(
+                    &cfg,
+                    &[
+                        "-d", "--annotation", &kind, "--annotation", &pod_ann, &img, id, "sh",
+                        "-c", cmd,
+                    ],
+                ),
+            )
+            .timeout(60 * SEC)
+            .run()
+            .ok();
+            wait_task_status(NS, id, "RUNNING", 30 * SEC);
+        }
+        let (cpu_idle, cpu_busy) = poll_until("the busy container's CPU", 30 * SEC, || {
+            let (i, b) = (metrics_cpu_ns(&idle), metrics_cpu_ns(&busy));
+            (b >= 1_000_000_000).then_some((i, b))
+        });
+        eprintln!("cpuacct.usage: idle container {cpu_idle} ns, busy container {cpu_busy} ns");
+        assert!(
+            cpu_idle * 5 < cpu_busy,
+            "the idle container reports {cpu_idle} ns of CPU, the busy one {cpu_busy} ns: \
+             these are not per-container numbers"
+        );
+    }
+);
+
 gv_test!(
     /// Kill -9 of the shim daemon of a runsc container: containerd's dead-shim cleanup (our
     /// `delete`) leaves no runsc sandbox/gofer process, no runsc state, no mount.
