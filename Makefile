@@ -1,10 +1,11 @@
 # robust-shim: build, demo and test (Debian bookworm, as root).
 #
 #   make deps    install what is missing (apt-get): containerd, runc, busybox-static, CNI plugins, ...
-#   make build   cargo build --release --locked (target/release/containerd-shim-robust-v2)
+#   make build   cargo build --release --locked; the shim linked statically into target/release/containerd-shim-robust-v2
 #   make image   the local test images (.work/images/*.tar), no network
 #   make demo    run containers through our shim with ctr, against an isolated containerd
-#   make test    unit tests, then the integration suite against an isolated containerd
+#   make test    unit tests, a short fuzz run, then the integration suite against an isolated containerd
+#   make fuzz    every fuzz target for FUZZ_SECONDS (default 60) each; fuzz-short: 10 s each (docs/fuzzing.md)
 #   make bench   both shims side by side on an isolated containerd (results/, see docs/benchmarks.md)
 #
 # The integration harness is described in integration/README.md.
@@ -25,6 +26,7 @@ export IT_THREADS
 
 .PHONY: deps check-cargo build image demo test unit-test integration-test it-start it-stop it-clean
 .PHONY: bench
+.PHONY: fuzz fuzz-short
 
 deps:
 	@bash integration/deps.sh
@@ -32,8 +34,18 @@ deps:
 check-cargo:
 	@command -v $(CARGO) >/dev/null || { echo "error: cargo is missing: install Rust (rustup) first" >&2; exit 1; }
 
+# The shim is linked statically and not position-independent (as containerd's own
+# shims are not): no dynamic loader at each start and only the code it touches resident
+# (docs/benchmarks.md). --target keeps these flags off build scripts and proc macros; the
+# result is installed where everything expects it.
+HOST_TRIPLE := $(shell rustc -vV 2>/dev/null | sed -n 's/^host: //p')
+SHIM_RUSTFLAGS ?= -C target-feature=+crt-static -C relocation-model=static
+SHIM_BIN := target/release/containerd-shim-robust-v2
+
 build: check-cargo
 	$(CARGO) build --release --locked
+	RUSTFLAGS="$(SHIM_RUSTFLAGS)" $(CARGO) build --release --locked -p containerd-shim-robust-v2 --target $(HOST_TRIPLE)
+	install -m 0755 target/$(HOST_TRIPLE)/release/containerd-shim-robust-v2 $(SHIM_BIN)
 
 image: deps
 	@$(PYTHON) integration/mkimage.py $(IMAGES_DIR) --if-stale
@@ -47,10 +59,18 @@ bench: deps build image
 
 test: deps
 	$(MAKE) --no-print-directory unit-test
+	$(MAKE) --no-print-directory fuzz-short
 	$(MAKE) --no-print-directory integration-test
 
 unit-test: check-cargo
 	$(CARGO) test --workspace --exclude robust-integration --locked
+
+# the fuzz targets of fuzz/ (docs/fuzzing.md); a failing input is kept in fuzz/artifacts/
+fuzz: check-cargo
+	@FUZZ_SECONDS=$${FUZZ_SECONDS:-60} bash integration/fuzz.sh
+
+fuzz-short: check-cargo
+	@FUZZ_SECONDS=$${FUZZ_SECONDS:-10} bash integration/fuzz.sh
 
 integration-test: deps build image
 	@bash integration/run-suite.sh

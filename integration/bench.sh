@@ -641,6 +641,16 @@ OUT="$RESULTS_DIR/bench-$STAMP"
 META="$BENCH_DIR/meta.md"
 ver_line() { "$1" -v 2>/dev/null | awk -v k="$2" '$1 == k":" {print $2; exit}'; }
 git_rev="$(git -C "$REPO_DIR" rev-parse --short HEAD 2>/dev/null || echo unknown)"
+# "static, not PIE" / "dynamic, PIE" ... of an ELF binary (readelf, from binutils)
+linkage() {
+    local h
+    h="$(readelf -lh "$1" 2>/dev/null)" || { echo "linkage unknown"; return; }
+    local kind="static" pie="not PIE"
+    grep -q 'INTERP' <<<"$h" && kind="dynamic"
+    grep -q 'Type:[[:space:]]*DYN' <<<"$h" && pie="PIE"
+    echo "$kind, $pie"
+}
+
 [[ -z "$(git -C "$REPO_DIR" status --porcelain -- crates Cargo.toml Cargo.lock 2>/dev/null)" ]] || git_rev+=" + uncommitted changes"
 {
     echo "# robust-shim benchmark, $STAMP"
@@ -653,8 +663,8 @@ git_rev="$(git -C "$REPO_DIR" rev-parse --short HEAD 2>/dev/null || echo unknown
     echo "| load average (1/5/15 min) | at start $LOAD_START, at end $(cut -d' ' -f1-3 /proc/loadavg) |"
     echo "| containerd | $(containerd --version | awk '{print $3}') (isolated instance in \`$RUN_DIR\`, snapshotter overlayfs) |"
     echo "| runc | $(runc --version | awk 'NR == 1 {print $3}') |"
-    echo "| robust shim | $ROBUST_NAME $(ver_line "$ROBUST_IT_SHIM_BIN" Version), git $git_rev, $(stat -c %s "$ROBUST_IT_SHIM_BIN") bytes, sha256 $(sha256sum "$ROBUST_IT_SHIM_BIN" | cut -c1-16) |"
-    echo "| reference shim | $REF_NAME $(ver_line "$REF_SRC" Version) ($(ver_line "$REF_SRC" Revision)), copy of \`$REF_SRC\`, sha256 $(sha256sum "$REF_SRC" | cut -c1-16) |"
+    echo "| robust shim | $ROBUST_NAME $(ver_line "$ROBUST_IT_SHIM_BIN" Version), git $git_rev, $(stat -c %s "$ROBUST_IT_SHIM_BIN") bytes, $(linkage "$ROBUST_IT_SHIM_BIN"), sha256 $(sha256sum "$ROBUST_IT_SHIM_BIN" | cut -c1-16) |"
+    echo "| reference shim | $REF_NAME $(ver_line "$REF_SRC" Version) ($(ver_line "$REF_SRC" Revision)), copy of \`$REF_SRC\`, $(stat -c %s "$REF_SRC") bytes, $(linkage "$REF_SRC"), sha256 $(sha256sum "$REF_SRC" | cut -c1-16) |"
     echo "| runs | $RUNS per shim per row, interleaved (each iteration measures both, alternating which goes first); the ${MANY}-container rows: $MANY_RUNS; pod of $POD_SIZE; $PARALLEL in parallel; memory read ${SETTLE} s after start |"
     echo "| duration | ${DURATION} s of measuring |"
     echo "| command | \`make bench\` (BENCH_RUNS=$RUNS BENCH_MANY=$MANY BENCH_MANY_RUNS=$MANY_RUNS BENCH_ONLY=\"$ONLY\") |"

@@ -44,6 +44,8 @@
 mod cgroup;
 mod error;
 mod files;
+#[doc(hidden)]
+pub mod fuzzing;
 mod metrics;
 mod oom;
 mod parse;

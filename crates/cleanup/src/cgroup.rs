@@ -184,6 +184,12 @@ pub fn resolve_cgroups_path(
         return Err(format!("cgroupsPath {path:?} contains \".\" or \"..\""));
     }
     let place = |m: &CgroupMount, full: &str| -> Option<PathBuf> {
+        // The base of a relative path comes from /proc/self/cgroup, whose
+        // paths climb with `..` out of a cgroup namespace: never follow
+        // one out of the mount (the directory found is killed and removed).
+        if full.split('/').any(|c| c == "." || c == "..") {
+            return None;
+        }
         let root = m.root.trim_end_matches('/');
         let inside = if root.is_empty() {
             full
@@ -276,7 +282,10 @@ pub fn proc_start_time(pid: i32) -> Option<u64> {
     parse_start_time(&s)
 }
 
-pub(crate) fn parse_start_time(stat: &str) -> Option<u64> {
+/// Field 22 (starttime) of a `/proc/<pid>/stat` text; `None` when it is
+/// not there or not a number. The comm (field 2) may hold spaces and
+/// parentheses: the fields are counted from its last `)`.
+pub fn parse_start_time(stat: &str) -> Option<u64> {
     let close = stat.rfind(')')?;
     // After the comm: state is field 3, so starttime (22) is the 20th.
     stat[close + 1..].split_whitespace().nth(19)?.parse().ok()
@@ -466,6 +475,25 @@ mod tests {
         assert!(resolve_cgroups_path("/", &m, false, "").is_err());
         assert!(resolve_cgroups_path("/x", &[], false, "").is_err());
         assert!(resolve_cgroups_path("/x", &[], true, "").is_err());
+    }
+
+    /// Found by fuzz/fuzz_targets/fuzz_cgroup_files.rs: a relative
+    /// cgroupsPath joined to an own cgroup with `..` components resolved to
+    /// a directory outside the cgroup mount (`/sys/fs/cgroup/../x/c1`).
+    #[test]
+    fn a_relative_path_never_climbs_out_of_the_mount() {
+        let m = parse_cgroup_mounts(UNIFIED);
+        for own in ["0::/../../x\n", "0::../x\n", "0::/a/./b\n"] {
+            let e = resolve_cgroups_path("c1", &m, true, own).unwrap_err();
+            assert!(e.contains("outside the cgroup2 mount"), "{own:?}: {e}");
+        }
+        let hy = parse_cgroup_mounts(HYBRID);
+        let own = "4:memory:/../..\n3:pids:/ctr\n";
+        let Resolved::V1(map) = resolve_cgroups_path("c1", &hy, false, own).unwrap() else {
+            panic!()
+        };
+        assert_eq!(map.len(), 1, "{map:?}");
+        assert_eq!(map["pids"], Path::new("/sys/fs/cgroup/pids/ctr/c1"));
     }
 
     #[test]

@@ -343,10 +343,12 @@ pub struct RuncStateFile {
     pub bundle: Option<PathBuf>,
 }
 
-/// Parse runc's `state.json`.
+/// Parse runc's `state.json`. `None` when it is not JSON or has no
+/// `init_process_pid` that is a pid (an integer that fits an `i32`).
 pub fn parse_runc_state(bytes: &[u8]) -> Option<RuncStateFile> {
     let v: serde_json::Value = serde_json::from_slice(bytes).ok()?;
-    let init_pid = v.get("init_process_pid")?.as_i64()? as i32;
+    // Not `as i32`: 4294967297 would become pid 1.
+    let init_pid = i32::try_from(v.get("init_process_pid")?.as_i64()?).ok()?;
     let init_start = match v.get("init_process_start") {
         Some(serde_json::Value::Number(n)) => n.as_u64(),
         Some(serde_json::Value::String(s)) => s.parse().ok(),
@@ -602,5 +604,23 @@ mod tests {
         let st = parse_runc_state(br#"{"init_process_pid":1,"init_process_start":"99"}"#).unwrap();
         assert_eq!(st.init_start, Some(99));
         assert_eq!(st.bundle, None);
+    }
+
+    /// Caught by the property of fuzz/fuzz_targets/fuzz_runtime_output.rs
+    /// (seed state_file_big_pid.json): a pid that does
+    /// not fit an i32 was truncated (`4294967297 as i32` is 1, init).
+    #[test]
+    fn runc_state_pid_out_of_range_is_not_truncated() {
+        for big in [
+            "4294967297",
+            "2147483648",
+            "-4294967295",
+            "9223372036854775807",
+        ] {
+            let s = format!(r#"{{"init_process_pid":{big},"init_process_start":"99"}}"#);
+            assert_eq!(parse_runc_state(s.as_bytes()), None, "{big}");
+        }
+        let s = br#"{"init_process_pid":2147483647}"#;
+        assert_eq!(parse_runc_state(s).unwrap().init_pid, i32::MAX);
     }
 }

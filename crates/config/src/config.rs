@@ -438,6 +438,12 @@ fn read_bounded(path: &Path) -> Result<Vec<u8>, ConfigError> {
         path: path.to_path_buf(),
         source,
     };
+    // A FIFO (or a terminal) would block the open or the read forever, and
+    // `start` with it: only a regular file (or a symlink to one) is read.
+    let meta = std::fs::metadata(path).map_err(read_err)?;
+    if !meta.is_file() {
+        return Err(read_err(std::io::Error::other("not a regular file")));
+    }
     let file = File::open(path).map_err(read_err)?;
     let mut buf = Vec::new();
     file.take(MAX_FILE_LEN + 1)
@@ -848,6 +854,44 @@ mod tests {
             Config::load(&path).unwrap_err(),
             ConfigError::TooLarge { .. }
         ));
+    }
+
+    /// Found while writing fuzz/fuzz_targets/fuzz_options_any.rs (a
+    /// runtime options `config_path` is opened as sent): a FIFO blocked
+    /// `Config::load` forever; a directory or a device is refused too.
+    #[test]
+    fn load_refuses_what_is_not_a_regular_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = dir.path().join("fifo.toml");
+        let made = std::process::Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap();
+        assert!(made.success());
+        let (tx, rx) = std::sync::mpsc::channel();
+        let f = fifo.clone();
+        std::thread::spawn(move || {
+            let _ = tx.send(Config::load(&f).map_err(|e| e.to_string()));
+        });
+        let e = rx
+            .recv_timeout(std::time::Duration::from_secs(5))
+            .expect("Config::load of a fifo hangs")
+            .unwrap_err();
+        assert_eq!(
+            e,
+            format!("config {}: cannot read: not a regular file", fifo.display())
+        );
+        for p in [dir.path(), Path::new("/dev/null")] {
+            let e = Config::load(p).unwrap_err().to_string();
+            assert!(e.ends_with("cannot read: not a regular file"), "{e}");
+            assert!(Config::load_options_json(p).is_err());
+        }
+        // A symlink to a regular file is fine.
+        let real = dir.path().join("real.toml");
+        std::fs::write(&real, "[runtime]\nbinary = \"crun\"\n").unwrap();
+        let link = dir.path().join("link.toml");
+        std::os::unix::fs::symlink(&real, &link).unwrap();
+        assert_eq!(Config::load(&link).unwrap().runtime.binary, "crun");
     }
 
     #[test]

@@ -116,9 +116,13 @@ impl ConfigError {
     }
 }
 
+/// Longest message from another library kept in an error, in characters.
+/// The TOML parser quotes a duplicate key whole, however long it is.
+const MAX_FOREIGN: usize = 240;
+
 /// Brings a message from another library to this crate's style: one line
 /// (lines joined with "; ") starting with a lower-case letter, no trailing
-/// period.
+/// period, at most [`MAX_FOREIGN`] characters (then "…").
 pub(crate) fn normalize(message: &str) -> String {
     let joined = message
         .lines()
@@ -126,6 +130,10 @@ pub(crate) fn normalize(message: &str) -> String {
         .filter(|l| !l.is_empty())
         .collect::<Vec<_>>()
         .join("; ");
+    let joined = match joined.char_indices().nth(MAX_FOREIGN) {
+        Some((cut, _)) => format!("{}…", &joined[..cut]),
+        None => joined,
+    };
     let trimmed = joined.trim_end_matches('.');
     let mut chars = trimmed.chars();
     match chars.next() {
@@ -174,6 +182,29 @@ mod tests {
         );
         assert_eq!(normalize(""), "");
         assert_eq!(normalize("É"), "é");
+    }
+
+    /// Found with fuzz/fuzz_targets/fuzz_config_toml.rs's property "an
+    /// error is bounded": the TOML parser's "duplicate key" quoted a key of
+    /// any length, so a 6000-byte key gave a 6 KB log line.
+    #[test]
+    fn foreign_messages_are_shortened() {
+        let long = format!("duplicate key `{}`", "é".repeat(10_000));
+        let n = normalize(&long);
+        assert!(n.starts_with("duplicate key `éé"), "{n}");
+        assert!(n.ends_with("éé…"), "{n}");
+        assert_eq!(n.chars().count(), MAX_FOREIGN + 1);
+        assert!(n.len() < 1000);
+        let at_limit = "x".repeat(MAX_FOREIGN);
+        assert_eq!(normalize(&at_limit), at_limit);
+        assert_eq!(normalize(&format!("{at_limit}.")), format!("{at_limit}…"));
+        let k = "k".repeat(6000);
+        let e = crate::Config::parse(&format!("{k} = 1\n{k} = 2\n"), std::path::Path::new("/x"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.starts_with("config /x: invalid toml at line 2"), "{e}");
+        assert!(e.contains("duplicate key"), "{e}");
+        assert!(e.len() < 400, "{} bytes", e.len());
     }
 
     #[test]

@@ -429,7 +429,17 @@ pub fn last_log_error(log: &[u8]) -> String {
 /// Parses `runc state` / `runsc state` output (JSON; unknown fields
 /// ignored).
 pub fn parse_state(stdout: &[u8]) -> Result<ContainerState, String> {
-    serde_json::from_slice(stdout).map_err(|e| format!("{e}: {}", String::from_utf8_lossy(stdout)))
+    serde_json::from_slice(stdout).map_err(|e| format!("{e}: {}", snippet(stdout)))
+}
+
+/// At most 200 characters of a runtime's output, for an error message.
+pub(crate) fn snippet(out: &[u8]) -> String {
+    let text = String::from_utf8_lossy(out);
+    let text = text.trim();
+    match text.char_indices().nth(200) {
+        Some((cut, _)) => format!("{}…", &text[..cut]),
+        None => text.to_string(),
+    }
 }
 
 /// Parses `runc ps --format json` output: the pids; empty or `null` is
@@ -440,7 +450,7 @@ pub fn parse_ps(stdout: &[u8]) -> Result<Vec<i32>, String> {
     if trimmed.is_empty() || trimmed == "null" {
         return Ok(Vec::new());
     }
-    serde_json::from_str(trimmed).map_err(|e| format!("{e}: {trimmed}"))
+    serde_json::from_str(trimmed).map_err(|e| format!("{e}: {}", snippet(stdout)))
 }
 
 /// Parses `runsc wait` output: the exit status, clamped to 0..=255.
@@ -450,8 +460,8 @@ pub fn parse_wait(stdout: &[u8]) -> Result<u32, String> {
         #[serde(rename = "exitStatus")]
         exit_status: i64,
     }
-    let r: WaitResult = serde_json::from_slice(stdout)
-        .map_err(|e| format!("{e}: {}", String::from_utf8_lossy(stdout)))?;
+    let r: WaitResult =
+        serde_json::from_slice(stdout).map_err(|e| format!("{e}: {}", snippet(stdout)))?;
     Ok(r.exit_status.clamp(0, 255) as u32)
 }
 

@@ -39,12 +39,18 @@ pub struct Container {
 /// CRI's annotation telling the sandbox from the containers of a pod.
 pub const CONTAINER_TYPE: &str = "io.kubernetes.cri.container-type";
 
+/// The bundle's `config.json`, read bounded and without following a
+/// symlink; `None` when missing or unusable.
+fn read_spec(bundle: &Path) -> Option<serde_json::Value> {
+    match robust_cleanup::bundle::read_file(bundle, "config.json") {
+        robust_cleanup::bundle::FileRead::Bytes(b) => serde_json::from_slice(&b).ok(),
+        _ => None,
+    }
+}
+
 /// True unless the bundle's spec says this is an app container of a pod.
 pub fn owns_sandbox(bundle: &std::path::Path) -> bool {
-    let Ok(raw) = std::fs::read(bundle.join("config.json")) else {
-        return true;
-    };
-    let Ok(spec) = serde_json::from_slice::<serde_json::Value>(&raw) else {
+    let Some(spec) = read_spec(bundle) else {
         return true;
     };
     spec.get("annotations")
@@ -58,9 +64,8 @@ pub const SANDBOX_ID: &str = "io.kubernetes.cri.sandbox-id";
 
 /// The pod sandbox id an app container's spec names, if any.
 pub fn sandbox_id(bundle: &Path) -> Option<String> {
-    let raw = std::fs::read(bundle.join("config.json")).ok()?;
-    let spec = serde_json::from_slice::<serde_json::Value>(&raw).ok()?;
-    spec.get("annotations")?
+    read_spec(bundle)?
+        .get("annotations")?
         .get(SANDBOX_ID)?
         .as_str()
         .map(str::to_string)
@@ -81,8 +86,19 @@ pub fn join_sandbox_pid_namespace(bundle: &Path, sandbox_pid: i32, id: &str) -> 
         return Ok(false);
     }
     let name = "config.json";
-    let raw = std::fs::read(bundle.join(name))
-        .map_err(|e| Error::Io(format!("container {id}: read {name}: {e}")))?;
+    let raw = match robust_cleanup::bundle::read_file(bundle, name) {
+        robust_cleanup::bundle::FileRead::Bytes(b) => b,
+        robust_cleanup::bundle::FileRead::Missing => {
+            return Err(Error::InvalidArgument(format!(
+                "container {id}: the bundle has no {name}"
+            )))
+        }
+        robust_cleanup::bundle::FileRead::Unusable(why) => {
+            return Err(Error::InvalidArgument(format!(
+                "container {id}: {name} {why}"
+            )))
+        }
+    };
     let mut spec: serde_json::Value = serde_json::from_slice(&raw)
         .map_err(|e| Error::InvalidArgument(format!("container {id}: {name}: {e}")))?;
     let shared = format!("/proc/{sandbox_pid}/ns/pid");
@@ -146,10 +162,7 @@ impl Container {
     /// True when the container has its own pid namespace (the kernel then
     /// kills everything in it when the init dies).
     pub fn own_pid_namespace(&self) -> bool {
-        let Ok(raw) = std::fs::read(self.bundle.join("config.json")) else {
-            return true;
-        };
-        let Ok(spec) = serde_json::from_slice::<serde_json::Value>(&raw) else {
+        let Some(spec) = read_spec(&self.bundle) else {
             return true;
         };
         spec.pointer("/linux/namespaces")

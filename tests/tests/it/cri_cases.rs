@@ -301,8 +301,8 @@ fn pod_lifecycle(shim: Shim, net: Net) {
             .split('/')
             .next()
             .unwrap_or("")
-            .rsplitn(2, '.')
-            .nth(1)
+            .rsplit_once('.')
+            .map(|(net, _)| net)
             .unwrap_or("")
             .to_string();
         assert!(

@@ -1488,8 +1488,9 @@ shim_test!(events_many_short_containers, limit = 400, |shim| {
     let code_of = |i: usize| (i % 10) as u32;
 
     let next = Arc::new(AtomicUsize::new(0));
-    let results: Arc<Mutex<Vec<(usize, Option<i32>, Duration, String)>>> =
-        Arc::new(Mutex::new(Vec::new()));
+    // (container index, exit code of its `ctr run`, how long it took, its stderr)
+    type Outcome = (usize, Option<i32>, Duration, String);
+    let results: Arc<Mutex<Vec<Outcome>>> = Arc::new(Mutex::new(Vec::new()));
     // leave time for the checks and the cleanup
     let stop_at = Instant::now() + remaining().saturating_sub(90 * SEC);
     let started = Instant::now();

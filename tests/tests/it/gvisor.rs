@@ -311,7 +311,7 @@ gv_test!(
         wait_task_status(NS, &id, "RUNNING", 30 * SEC);
         eprintln!("detached runsc container RUNNING after {:.1?}", t.elapsed());
         assert!(
-            !runsc_state(NS, &[id.clone()]).is_empty(),
+            !runsc_state(NS, std::slice::from_ref(&id)).is_empty(),
             "no runsc state under {} for {id}",
             runsc_root(NS).display()
         );
@@ -358,7 +358,7 @@ gv_test!(
         eprintln!("SIGTERM -> STOPPED in {:.1?}", t.elapsed());
         ctr(NS, &["task", "delete", &id]).timeout(30 * SEC).run().ok();
         ctr(NS, &["container", "delete", &id]).run().ok();
-        let gone = assert_runsc_gone(NS, &[id.clone()], 10 * SEC);
+        let gone = assert_runsc_gone(NS, std::slice::from_ref(&id), 10 * SEC);
         eprintln!("runsc leftovers gone {gone:.1?} after delete");
         assert!(!bundle_dir(NS, &id).exists(), "bundle of {id} left");
     }

@@ -6,7 +6,7 @@
 
 use serde::Deserialize;
 
-use super::{bad_output, Runc};
+use super::{bad_output, snippet, Runc};
 use crate::RuntimeError;
 
 /// One container's statistics as runsc reports them (every field optional:
@@ -88,16 +88,14 @@ pub fn parse_stats(out: &[u8]) -> Result<RunscStats, String> {
         .map(str::trim)
         .find(|l| !l.is_empty())
         .ok_or_else(|| "empty output".to_string())?;
-    let ev: Event = serde_json::from_str(line).map_err(|e| format!("{e}: {}", truncate(line)))?;
+    let ev: Event =
+        serde_json::from_str(line).map_err(|e| format!("{e}: {}", snippet(line.as_bytes())))?;
     if ev.kind != "stats" {
-        return Err(format!("event of type {:?}, not \"stats\"", ev.kind));
+        let kind = snippet(ev.kind.as_bytes());
+        return Err(format!("event of type {kind:?}, not \"stats\""));
     }
     ev.data
         .ok_or_else(|| "stats event without data".to_string())
-}
-
-fn truncate(s: &str) -> String {
-    s.chars().take(200).collect()
 }
 
 impl Runc {
@@ -133,6 +131,8 @@ mod tests {
             .unwrap_err()
             .contains("without data"));
         assert!(parse_stats(b"not json").is_err());
+        let long = parse_stats(&[b'x'; 100_000]).unwrap_err();
+        assert!(long.len() < 500, "error of {} bytes", long.len());
         assert!(parse_stats(br#"{"type":"stats","data":{"pids":{"current":-1}}}"#).is_err());
     }
 }
