@@ -23,6 +23,9 @@ pub enum Error {
     Config(#[from] robust_config::ConfigError),
     #[error("{0}")]
     Other(String),
+    /// The shim panicked while serving the request (it keeps serving).
+    #[error("{0}")]
+    Internal(String),
 }
 
 pub type Result<T> = std::result::Result<T, Error>;
@@ -46,8 +49,24 @@ impl Error {
                 _ => Code::UNKNOWN,
             },
             Error::Io(_) | Error::Other(_) => Code::UNKNOWN,
+            Error::Internal(_) => Code::INTERNAL,
         }
     }
+}
+
+/// The message of a caught panic's payload.
+pub fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    payload
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a panic without a message".into())
+}
+
+/// Run `f`; a panic in it is caught and returned as its message, so one
+/// bad request or event cannot take a thread (or the daemon) down with it.
+pub fn contain<T>(f: impl FnOnce() -> T) -> std::result::Result<T, String> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).map_err(|p| panic_message(&*p))
 }
 
 impl From<Error> for ttrpc::Error {
@@ -61,6 +80,16 @@ mod tests {
     use super::*;
     use robust_reaper::ExitStatus;
     use robust_runtime::RuntimeError;
+
+    #[test]
+    fn a_panic_is_contained_and_its_message_kept() {
+        let r: std::result::Result<(), String> = contain(|| panic!("bad {}", 7));
+        assert_eq!(r, Err("bad 7".to_string()));
+        let r2 = contain(|| std::panic::panic_any(3u8));
+        assert_eq!(r2, Err("a panic without a message".to_string()));
+        assert_eq!(contain(|| 5), Ok(5));
+        assert_eq!(Error::Internal("x".into()).code(), Code::INTERNAL);
+    }
 
     #[test]
     fn codes() {

@@ -93,7 +93,14 @@ impl Service {
             .stack_size(256 * 1024)
             .spawn(move || {
                 for exit in exits {
-                    s.on_exit(exit);
+                    // One exit that cannot be handled must not stop the
+                    // delivery of every later one.
+                    if let Err(why) = crate::error::contain(|| s.on_exit(exit)) {
+                        log::error!(
+                            "msg=\"shim panicked handling an exit; continuing\" pid={} panic=\"{why}\"",
+                            exit.pid
+                        );
+                    }
                 }
             });
         let s = svc.clone();
@@ -103,13 +110,18 @@ impl Service {
             .spawn(move || {
                 for id in oom_rx {
                     log::info!("msg=\"container OOM\" id={id}");
-                    match s.container(&id) {
+                    let handled = crate::error::contain(|| match s.container(&id) {
                         Ok(c) => s.publish_oom(&c, true),
                         Err(_) => {
                             let mut m = ev::TaskOOM::new();
-                            m.container_id = id;
+                            m.container_id = id.clone();
                             s.inner.publisher.publish(events::task_oom(&m));
                         }
+                    });
+                    if let Err(why) = handled {
+                        log::error!(
+                            "msg=\"shim panicked handling an OOM; continuing\" id={id} panic=\"{why}\""
+                        );
                     }
                 }
             });
@@ -1153,7 +1165,16 @@ fn traced<T>(
     f: impl FnOnce() -> Result<T>,
 ) -> ttrpc::Result<T> {
     let started = Instant::now();
-    let res = f();
+    // A panic while serving one request fails that request (INTERNAL) and
+    // leaves the worker, the daemon and the other containers serving.
+    let res = crate::error::contain(f).unwrap_or_else(|why| {
+        log::error!(
+            "msg=\"shim panicked while serving a request; the daemon keeps serving\" method={method} id={id} exec_id={exec_id} panic=\"{why}\""
+        );
+        Err(Error::Internal(format!(
+            "{method} of container {id}: the shim failed internally: {why}"
+        )))
+    });
     match &res {
         Ok(_) => log::debug!(
             "msg=\"rpc\" method={method} id={id} exec_id={exec_id} took={:?}",
@@ -1261,5 +1282,34 @@ impl containerd_shim_protos::Task for Service {
         traced("Shutdown", &id, "", || {
             self.do_shutdown(r).map(|_| Empty::new())
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_panicking_request_fails_alone_with_internal() {
+        let r: ttrpc::Result<()> = traced("State", "c1", "", || panic!("index out of bounds"));
+        match r {
+            Err(ttrpc::Error::RpcStatus(st)) => {
+                assert_eq!(st.code(), ttrpc::Code::INTERNAL);
+                assert!(
+                    st.message().contains("State of container c1"),
+                    "{}",
+                    st.message()
+                );
+                assert!(
+                    st.message().contains("index out of bounds"),
+                    "{}",
+                    st.message()
+                );
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+        // the same thread serves the next request
+        let ok: ttrpc::Result<u32> = traced("State", "c1", "", || Ok(7));
+        assert_eq!(ok.unwrap(), 7);
     }
 }

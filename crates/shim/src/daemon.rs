@@ -50,6 +50,17 @@ pub fn run(args: Args) -> Result<()> {
         None => Box::new(std::io::stderr()),
     };
     logger::init(out, level, &args.namespace);
+    // A panic goes to the shim log with where it happened; the request or
+    // event it hit is failed alone (robust_service::error::contain).
+    std::panic::set_hook(Box::new(|info| {
+        let thread = std::thread::current();
+        log::error!(
+            "msg=\"panic\" thread={} location=\"{}\" panic=\"{}\"",
+            thread.name().unwrap_or("unnamed"),
+            info.location().map(|l| l.to_string()).unwrap_or_default(),
+            robust_service::error::panic_message(info.payload())
+        );
+    }));
     for (k, v) in &args.unknown {
         log::warn!(
             "msg=\"unknown flag ignored\" flag={k} value={}",
