@@ -313,6 +313,18 @@ bench_lifecycle() {
         sample rss_1 "$shim" "$MEM_RSS"
         sample pss_1 "$shim" "$MEM_PSS"
         sample threads_1 "$shim" "$MEM_THREADS"
+        # working set: pages the daemon touches serving an exec, a Stats and a State
+        # (RSS also counts pages mapped at start-up and by the kernel's fault-around)
+        local ws
+        if echo 1 >"/proc/${pids[0]}/clear_refs" 2>/dev/null &&
+            ctr_ task exec --exec-id "ws-$IT" "$id" true </dev/null >/dev/null 2>&1 &&
+            ctr_ task metrics "$id" >/dev/null 2>&1 && ctr_ task ls >/dev/null 2>&1 &&
+            ws="$(awk '$1 == "Referenced:" {print $2}' "/proc/${pids[0]}/smaps_rollup" 2>/dev/null)" &&
+            [[ -n "$ws" ]]; then
+            sample ws_1 "$shim" "$ws"
+        else
+            berror "$shim: could not measure the working set of shim ${pids[0]}"
+        fi
     else
         berror "$shim: could not read the memory of shim ${pids[0]}"
     fi
@@ -588,7 +600,7 @@ for s in "${SECTIONS[@]}"; do
     wanted "$s" && continue
     case "$s" in
     run_rm) metrics="run_rm rm_delete rm_teardown runc_run runc_seq" ;;
-    lifecycle) metrics="run_d task_create task_start rss_1 pss_1 threads_1 kill_exit task_delete" ;;
+    lifecycle) metrics="run_d task_create task_start rss_1 pss_1 threads_1 ws_1 kill_exit task_delete" ;;
     start) metrics="shim_start" ;;
     shim_delete) metrics="shim_delete" ;;
     pod) metrics="rss_pod pss_pod threads_pod" ;;

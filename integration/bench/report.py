@@ -20,6 +20,7 @@ METRICS = [
     ("rss_1", "RSS, one shim with one container (MiB)", "mib", "lower"),
     ("pss_1", "PSS, one shim with one container (MiB)", "mib", "lower"),
     ("threads_1", "threads, one shim with one container", "count", "lower"),
+    ("ws_1", "working set, one shim with one container: `Referenced` after clear_refs, an exec, a Stats, a State (MiB)", "mib", "lower"),
     ("rss_pod", "RSS, one pod daemon with 5 containers (MiB)", "mib", "lower"),
     ("pss_pod", "PSS, one pod daemon with 5 containers (MiB)", "mib", "lower"),
     ("threads_pod", "threads, one pod daemon with 5 containers", "count", "lower"),
