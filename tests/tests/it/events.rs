@@ -995,6 +995,8 @@ shim_test!(events_restart_downtime, limit = 240, |shim| {
         (c.as_str(), p.shim_pid(CRI_NS, &c)),
     ];
     drop(api);
+    let fd_count = |pid: i32| fs::read_dir(format!("/proc/{pid}/fd")).map_or(0, |d| d.count());
+    let fds_before: Vec<usize> = shims.iter().map(|(_, pid)| fd_count(*pid)).collect();
 
     // containerd goes down; the three exits happen while it is away
     let stop_took = p.stop();
@@ -1054,6 +1056,19 @@ shim_test!(events_restart_downtime, limit = 240, |shim| {
     });
     let delivered_in = opened.elapsed();
     sub.pump(3 * SEC); // duplicates, if any, would come now
+                       // Regression (found by the soak): every failed reconnect while containerd was down
+                       // leaked a socket (ttrpc 0.10's Client::connect does not close it on failure).
+    for ((id, pid), before) in shims.iter().zip(&fds_before) {
+        if !pid_alive(*pid) {
+            continue;
+        }
+        let after = fd_count(*pid);
+        f.check(after <= before + 4, || {
+            format!(
+                "the shim of {id} (pid {pid}) held {before} fds before the outage, {after} after"
+            )
+        });
+    }
     f.check(all, || {
         format!(
             "not every exit arrived within 25 s of the event path opening; seen: {:?}",
