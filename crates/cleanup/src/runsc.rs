@@ -167,6 +167,12 @@ fn host_processes(
     let mut out = Vec::new();
     if st.gofer_pid > 0 && is_gofer_process(&cmdline(st.gofer_pid), root, bundle) {
         out.push((st.gofer_pid, "runsc-gofer"));
+    } else {
+        out.extend(
+            gofers_of(root, bundle)
+                .into_iter()
+                .map(|p| (p, "runsc-gofer")),
+        );
     }
     if st.sandbox_id == id
         && st.sandbox_pid > 0
@@ -175,6 +181,34 @@ fn host_processes(
         out.push((st.sandbox_pid, "runsc-sandbox"));
     }
     out
+}
+
+/// The live `runsc-gofer` processes serving the container of `bundle`
+/// under `root`, found by their command line (runsc's state forgets the
+/// gofer's pid of a container whose start failed).
+pub fn gofers_of(root: &Path, bundle: &Path) -> Vec<i32> {
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    dir.flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|pid| is_gofer_process(&cmdline(*pid), root, bundle) && pid_alive(*pid))
+        .collect()
+}
+
+/// SIGKILL the container's gofers if they outlived the container: runsc's
+/// delete of a container that never started (a missing init binary fails
+/// `runsc start` after the gofer was spawned) leaves its gofer waiting
+/// forever. Returns the pids killed.
+pub fn kill_leftover_gofers(root: &Path, id: &str, bundle: &Path) -> Vec<i32> {
+    let pids = gofers_of(root, bundle);
+    for pid in &pids {
+        log::warn!(
+            "msg=\"runsc left the container's gofer running after its delete; killing it\" id={id} pid={pid}"
+        );
+        let _ = kill(Pid::from_raw(*pid), Signal::SIGKILL);
+    }
+    pids
 }
 
 /// SIGKILL the container's runsc host processes (see [`host_processes`])

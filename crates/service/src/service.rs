@@ -848,6 +848,27 @@ impl Service {
                     c.id
                 )));
             }
+            // A runsc container that never started (its start failed) has no
+            // process in the sandbox and no `runsc wait`: a SIGKILL ends it
+            // at once, as a kill of a created runc container kills its init.
+            let never_started = c.kind == RuntimeKind::Runsc
+                && c.init.status() == Status::Created
+                && !c.owns_sandbox;
+            if never_started && req.signal == libc::SIGKILL as u32 {
+                if let Err(e) = c.runc.kill(&c.id, req.signal, req.all) {
+                    log::debug!(
+                        "msg=\"runsc kill of a never-started container\" id={} error=\"{e}\"",
+                        c.id
+                    );
+                }
+                if let Ok(mut st) = c.init.lock() {
+                    if Process::set_exited(&mut st, 137, SystemTime::now()) {
+                        self.publish_exit(&c.id, &c.init, &st);
+                    }
+                }
+                c.init.notify_exit();
+                return Ok(());
+            }
             return match c.runc.kill(&c.id, req.signal, req.all) {
                 Ok(()) => {
                     if req.signal == libc::SIGKILL as u32 {
@@ -951,7 +972,9 @@ impl Service {
             }
         }
         if c.kind == RuntimeKind::Runsc {
-            robust_cleanup::runsc::remove_orphan_locks(&c.runc.config().root, &c.id);
+            let root = &c.runc.config().root;
+            robust_cleanup::runsc::kill_leftover_gofers(root, &c.id, &c.bundle);
+            robust_cleanup::runsc::remove_orphan_locks(root, &c.id);
         }
         if let Some(r) = &c.rootfs {
             mount::unmount_all(r, c.config.timeouts.unmount, &c.id)

@@ -404,6 +404,54 @@ gv_test!(
     }
 );
 
+gv_test!(
+    /// F3 on gVisor: an app container of a pod whose init binary does not exist. runsc
+    /// creates it (the gofer starts), then its start fails; a forced delete must end it at
+    /// once (regression: the kill escalated for 4 s, as nothing ran to exit) and leave no
+    /// gofer (regression: runsc's delete of a never-started container left it running,
+    /// found by the soak) and no runsc state.
+    gvisor_ctr_missing_init_leaves_nothing,
+    limit = 120,
+    |shim| {
+        if !runsc_or_skip("gvisor_ctr_missing_init_leaves_nothing") {
+            return;
+        }
+        let cfg = runsc_config().to_string_lossy().into_owned();
+        let pod = unique_id("gv-mipod", shim);
+        let app = unique_id("gv-miapp", shim);
+        let _g1 = ContainerGuard::new(NS, &app);
+        let _g2 = ContainerGuard::new(NS, &pod);
+        let img = env().image.clone();
+        let pod_ann = format!("io.kubernetes.cri.sandbox-id={pod}");
+        for (id, kind, cmd) in [(&pod, "sandbox", "sleep"), (&app, "container", "/no-such-init")] {
+            let kind = format!("io.kubernetes.cri.container-type={kind}");
+            let out = ctr(
+                NS,
+                &run_args(
+                    &cfg,
+                    &["-d", "--annotation", &kind, "--annotation", &pod_ann, &img, id, cmd, "1000"],
+                ),
+            )
+            .timeout(60 * SEC)
+            .run_unclamped();
+            if id == &pod {
+                assert!(out.succeeded(), "pod sandbox: {}", out.stderr);
+                wait_task_status(NS, id, "RUNNING", 30 * SEC);
+            } else {
+                assert!(!out.succeeded(), "the start of a missing init succeeded");
+                assert!(out.stderr.contains("no-such-init"), "error names the binary: {}", out.stderr);
+            }
+        }
+        let t = Instant::now();
+        ctr(NS, &["task", "delete", "-f", &app]).timeout(20 * SEC).run().ok();
+        let took = t.elapsed();
+        eprintln!("forced delete of the never-started container: {took:.1?}");
+        assert!(took < 2 * SEC, "forced delete took {took:?}");
+        let gone = assert_runsc_gone(NS, std::slice::from_ref(&app), 5 * SEC);
+        eprintln!("its gofer and state gone {gone:.1?} after the delete");
+    }
+);
+
 /// `cpuacct.usage` (ns) of `ctr task metrics ID`.
 fn metrics_cpu_ns(id: &str) -> u64 {
     let out = ctr(NS, &["task", "metrics", id])
