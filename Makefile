@@ -4,9 +4,11 @@
 #   make build   cargo build --release --locked; the shim linked statically into target/release/containerd-shim-robust-v2
 #   make image   the local test images (.work/images/*.tar), no network
 #   make demo    run containers through our shim with ctr, against an isolated containerd
-#   make test    unit tests, a short fuzz run, then the integration suite against an isolated containerd
+#   make test    unit tests, a short fuzz run, the integration suite, then a default soak (make soak), each against an isolated containerd
 #   make fuzz    every fuzz target for FUZZ_SECONDS (default 60) each; fuzz-short: 10 s each (docs/fuzzing.md)
 #   make bench   both shims side by side on an isolated containerd (results/, see docs/benchmarks.md)
+#   make soak    seeded fault soak of our shim, runc then runsc (SOAK_MINUTES=2 each; docs/soak.md)
+#   make soak-reference  the same soak against containerd-shim-runc-v2 (runc)
 #
 # The integration harness is described in integration/README.md.
 
@@ -26,6 +28,7 @@ export IT_THREADS
 
 .PHONY: deps check-cargo build image demo test unit-test integration-test it-start it-stop it-clean
 .PHONY: bench
+.PHONY: soak soak-reference
 .PHONY: fuzz fuzz-short
 
 deps:
@@ -57,10 +60,19 @@ demo: deps build image
 bench: deps build image
 	@bash integration/bench.sh
 
+# the seeded fault soak on an isolated containerd (/run/robust-soak): SOAK_MINUTES (2 per
+# runtime), SOAK_CYCLES, SOAK_SEED, SOAK_FAULTS, SOAK_RUNTIMES; summaries in results/
+soak: deps build image
+	@bash integration/soak.sh
+
+soak-reference: deps build image
+	@SOAK_SHIM=reference bash integration/soak.sh
+
 test: deps
 	$(MAKE) --no-print-directory unit-test
 	$(MAKE) --no-print-directory fuzz-short
 	$(MAKE) --no-print-directory integration-test
+	$(MAKE) --no-print-directory soak
 
 unit-test: check-cargo
 	$(CARGO) test --workspace --exclude robust-integration --locked
