@@ -568,6 +568,17 @@ gv_test!(
 // CRI (handler gvisor)
 // ---------------------------------------------------------------------------------------
 
+/// The namespace options kubelet gives a host-network pod and its containers, with pid
+/// namespace mode `pid`.
+fn kubelet_namespaces(pid: NamespaceMode) -> NamespaceOption {
+    NamespaceOption {
+        network: NamespaceMode::Node as i32,
+        pid: pid as i32,
+        ipc: NamespaceMode::Pod as i32,
+        ..Default::default()
+    }
+}
+
 /// The pod's config; `pid` is its pid namespace mode: `Container` (kubelet's default) or
 /// `Pod` (`shareProcessNamespace: true`).
 fn pod_config(name: &str, pid: NamespaceMode) -> PodSandboxConfig {
@@ -580,12 +591,7 @@ fn pod_config(name: &str, pid: NamespaceMode) -> PodSandboxConfig {
         }),
         linux: Some(LinuxPodSandboxConfig {
             security_context: Some(LinuxSandboxSecurityContext {
-                namespace_options: Some(NamespaceOption {
-                    network: NamespaceMode::Node as i32,
-                    pid: pid as i32,
-                    ipc: NamespaceMode::Pod as i32,
-                    ..Default::default()
-                }),
+                namespace_options: Some(kubelet_namespaces(pid)),
                 ..Default::default()
             }),
             ..Default::default()
@@ -645,12 +651,7 @@ fn run_gvisor_pod(
             command: vec!["sh".into(), "-c".into(), cmd.to_string()],
             linux: Some(LinuxContainerConfig {
                 security_context: Some(LinuxContainerSecurityContext {
-                    namespace_options: Some(NamespaceOption {
-                        network: NamespaceMode::Node as i32,
-                        pid: pid as i32,
-                        ipc: NamespaceMode::Pod as i32,
-                        ..Default::default()
-                    }),
+                    namespace_options: Some(kubelet_namespaces(pid)),
                     ..Default::default()
                 }),
                 ..Default::default()
