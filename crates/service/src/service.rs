@@ -385,8 +385,8 @@ impl Service {
         }
         let cfg = self.config_for(&req.options)?;
         let runc = self.runc_for(&cfg)?;
-        if cfg.runtime_kind() == RuntimeKind::Runsc && !crate::container::owns_sandbox(&bundle_dir)
-        {
+        let owns = crate::container::owns_sandbox(&bundle_dir);
+        if cfg.runtime_kind() == RuntimeKind::Runsc && !owns {
             let sandbox_pid = crate::container::sandbox_id(&bundle_dir)
                 .and_then(|sid| self.container(&sid).ok())
                 .map(|sb| sb.init.pid())
@@ -500,7 +500,6 @@ impl Service {
             }
         };
         let kind = cfg.runtime_kind();
-        let owns = crate::container::owns_sandbox(&bundle_dir);
         // With runsc the host pid is the sandbox's: only the container that
         // owns the sandbox watches its cgroup for OOM.
         let watch_oom = kind == RuntimeKind::Runc || owns;

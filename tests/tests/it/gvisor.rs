@@ -404,6 +404,17 @@ gv_test!(
     }
 );
 
+/// `ctr run -d` through runsc of `id` running `cmd`, as the `kind` ("sandbox" or
+/// "container") of the pod `pod`, by CRI's annotations (timeout 60 s).
+fn run_in_pod(cfg: &str, pod: &str, kind: &str, id: &str, cmd: &[&str]) -> Ctr {
+    let kind = format!("io.kubernetes.cri.container-type={kind}");
+    let pod = format!("io.kubernetes.cri.sandbox-id={pod}");
+    let img = env().image.clone();
+    let mut a = vec!["-d", "--annotation", &kind, "--annotation", &pod, &img, id];
+    a.extend_from_slice(cmd);
+    ctr(NS, &run_args(cfg, &a)).timeout(60 * SEC)
+}
+
 gv_test!(
     /// F3 on gVisor: an app container of a pod whose init binary does not exist. runsc
     /// creates it (the gofer starts), then its start fails; a forced delete must end it at
@@ -421,19 +432,8 @@ gv_test!(
         let app = unique_id("gv-miapp", shim);
         let _g1 = ContainerGuard::new(NS, &app);
         let _g2 = ContainerGuard::new(NS, &pod);
-        let img = env().image.clone();
-        let pod_ann = format!("io.kubernetes.cri.sandbox-id={pod}");
         for (id, kind, cmd) in [(&pod, "sandbox", "sleep"), (&app, "container", "/no-such-init")] {
-            let kind = format!("io.kubernetes.cri.container-type={kind}");
-            let out = ctr(
-                NS,
-                &run_args(
-                    &cfg,
-                    &["-d", "--annotation", &kind, "--annotation", &pod_ann, &img, id, cmd, "1000"],
-                ),
-            )
-            .timeout(60 * SEC)
-            .run_unclamped();
+            let out = run_in_pod(&cfg, &pod, kind, id, &[cmd, "1000"]).run_unclamped();
             if id == &pod {
                 assert!(out.succeeded(), "pod sandbox: {}", out.stderr);
                 wait_task_status(NS, id, "RUNNING", 30 * SEC);
@@ -489,28 +489,13 @@ gv_test!(
         let _g1 = ContainerGuard::new(NS, &idle);
         let _g2 = ContainerGuard::new(NS, &busy);
         let _g3 = ContainerGuard::new(NS, &pod);
-        let img = env().image.clone();
-        let pod_ann = format!("io.kubernetes.cri.sandbox-id={pod}");
         let spin = "while :; do :; done";
         for (id, kind, cmd) in [
             (&pod, "sandbox", "sleep 1000"),
             (&idle, "container", "sleep 1000"),
             (&busy, "container", spin),
         ] {
-            let kind = format!("io.kubernetes.cri.container-type={kind}");
-            ctr(
-                NS,
-                &run_args(
-                    &cfg,
-                    &[
-                        "-d", "--annotation", &kind, "--annotation", &pod_ann, &img, id, "sh",
-                        "-c", cmd,
-                    ],
-                ),
-            )
-            .timeout(60 * SEC)
-            .run()
-            .ok();
+            run_in_pod(&cfg, &pod, kind, id, &["sh", "-c", cmd]).run().ok();
             wait_task_status(NS, id, "RUNNING", 30 * SEC);
         }
         let (cpu_idle, cpu_busy) = poll_until("the busy container's CPU", 30 * SEC, || {

@@ -39,21 +39,7 @@ pub fn shim_sigterm(ctx: &mut Ctx, rng: &mut Rng) {
         return;
     }
     wait_ready(ctx, &c.id);
-    let shims: Vec<i32> = ctx.host.shim_of(&c.id);
-    let [shim] = shims[..] else {
-        ctx.violation(
-            "harness",
-            &c.id,
-            format!(
-                "shim daemons serving it: {shims:?} ({})",
-                shims
-                    .iter()
-                    .map(|p| robust_integration::cmdline(*p))
-                    .collect::<Vec<_>>()
-                    .join(" | ")
-            ),
-        );
-        ctx.finish(&c.id);
+    let Some(shim) = the_shim(ctx, &c.id) else {
         return;
     };
     // SAFETY: kill(2) of the shim daemon serving our container
@@ -73,6 +59,29 @@ pub fn shim_sigterm(ctx: &mut Ctx, rng: &mut Rng) {
 }
 
 /// Polls until containerd no longer lists the task (its dead-shim cleanup is done).
+/// The one shim daemon serving `id`; otherwise a harness violation is recorded, the
+/// container finished, and `None` returned.
+fn the_shim(ctx: &mut Ctx, id: &str) -> Option<i32> {
+    let shims: Vec<i32> = ctx.host.shim_of(id);
+    if let [shim] = shims[..] {
+        return Some(shim);
+    }
+    ctx.violation(
+        "harness",
+        id,
+        format!(
+            "shim daemons serving it: {shims:?} ({})",
+            shims
+                .iter()
+                .map(|p| robust_integration::cmdline(*p))
+                .collect::<Vec<_>>()
+                .join(" | ")
+        ),
+    );
+    ctx.finish(id);
+    None
+}
+
 fn wait_task_gone(ctx: &mut Ctx, id: &str, limit: Duration) {
     let end = Instant::now() + limit;
     loop {
@@ -366,21 +375,7 @@ pub fn shim_kill9(ctx: &mut Ctx, rng: &mut Rng) {
             e.started = false;
         }
     }
-    let shims: Vec<i32> = ctx.host.shim_of(&c.id);
-    let [shim] = shims[..] else {
-        ctx.violation(
-            "harness",
-            &c.id,
-            format!(
-                "shim daemons serving it: {shims:?} ({})",
-                shims
-                    .iter()
-                    .map(|p| robust_integration::cmdline(*p))
-                    .collect::<Vec<_>>()
-                    .join(" | ")
-            ),
-        );
-        ctx.finish(&c.id);
+    let Some(shim) = the_shim(ctx, &c.id) else {
         return;
     };
     let pause = Duration::from_millis(rng.range(0, 300));
