@@ -184,11 +184,25 @@ impl Cgroup {
     /// to `memory`, `freezer`, `cpu`, `cpuacct` and then any attached
     /// controller; cgroup v2 reads the unified `cgroup.procs`.
     pub fn pids(&self) -> Result<Vec<u32>, CgroupError> {
-        let dir = self.procs_dir()?;
-        let mut out = Vec::new();
-        collect_pids(dir, true, &mut out)?;
+        let mut out: Vec<u32> = self
+            .procs_tree()?
+            .into_iter()
+            .flat_map(|(_, pids)| pids)
+            .collect();
         out.sort_unstable();
         out.dedup();
+        Ok(out)
+    }
+
+    /// The pids of the cgroup's own directory and of each sub-cgroup, one
+    /// entry per directory, the cgroup's own first; read from the same
+    /// directory as [`Cgroup::pids`]. Unlike `pids`, it tells a process of
+    /// the cgroup itself from one placed in a sub-cgroup, which may belong
+    /// to someone else.
+    pub fn procs_tree(&self) -> Result<Vec<(PathBuf, Vec<u32>)>, CgroupError> {
+        let top = self.procs_dir()?;
+        let mut out = Vec::new();
+        collect_tree(top, true, &mut out)?;
         Ok(out)
     }
 
@@ -355,16 +369,13 @@ fn wait_for(
 ///
 /// A sub-cgroup vanishing while we walk is not an error; the top directory
 /// vanishing is ([`CgroupError::NotFound`]).
-fn collect_pids(dir: &Path, top: bool, out: &mut Vec<u32>) -> Result<(), CgroupError> {
+/// The pids of `dir/cgroup.procs` alone; `NotFound` when it is not there.
+fn collect_pids_here(dir: &Path, out: &mut Vec<u32>) -> Result<(), CgroupError> {
     let procs = dir.join("cgroup.procs");
     let Some(text) = files::read_optional(&procs)? else {
-        return if top {
-            Err(CgroupError::NotFound {
-                path: dir.to_path_buf(),
-            })
-        } else {
-            Ok(())
-        };
+        return Err(CgroupError::NotFound {
+            path: dir.to_path_buf(),
+        });
     };
     for line in text.lines().map(str::trim).filter(|l| !l.is_empty()) {
         let pid = line.parse().map_err(|_| CgroupError::Parse {
@@ -373,6 +384,21 @@ fn collect_pids(dir: &Path, top: bool, out: &mut Vec<u32>) -> Result<(), CgroupE
         })?;
         out.push(pid);
     }
+    Ok(())
+}
+
+fn collect_tree(
+    dir: &Path,
+    top: bool,
+    out: &mut Vec<(PathBuf, Vec<u32>)>,
+) -> Result<(), CgroupError> {
+    let mut here = Vec::new();
+    match collect_pids_here(dir, &mut here) {
+        Ok(()) => {}
+        Err(CgroupError::NotFound { .. }) if !top => return Ok(()),
+        Err(e) => return Err(e),
+    }
+    out.push((dir.to_path_buf(), here));
     let entries = match fs::read_dir(dir) {
         Ok(e) => e,
         Err(e) if files::is_missing(&e) => return Ok(()),
@@ -385,7 +411,7 @@ fn collect_pids(dir: &Path, top: bool, out: &mut Vec<u32>) -> Result<(), CgroupE
     };
     for entry in entries.flatten() {
         if entry.file_type().map(|t| t.is_dir()).unwrap_or(false) {
-            collect_pids(&entry.path(), false, out)?;
+            collect_tree(&entry.path(), false, out)?;
         }
     }
     Ok(())

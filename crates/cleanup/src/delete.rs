@@ -10,12 +10,14 @@
 //! 2. read the bundle's files ([`crate::inputs`]); each missing or corrupt
 //!    one is logged once at warn with what was assumed instead;
 //! 3. find the init pid (`init.pid`, else `runtime state`, else runc's
-//!    `state.json`, else 0) and the container's cgroup (from the init while
-//!    it lives and is confirmed to be the container's, else runc's
-//!    `state.json`, else `linux.cgroupsPath` of `config.json`);
-//! 4. thaw a frozen cgroup and SIGKILL what is in it, force-delete in the
-//!    runtime (tolerating "does not exist", "not running", "in state
-//!    created"), SIGKILL whatever is still in the cgroup;
+//!    `state.json`, else 0); it is killed only when confirmed by the
+//!    shim's record or the runtime's state (pid and start time);
+//! 4. prove the container's cgroup with [`crate::owner`] (the shim's
+//!    record at create, the same directory still, no other container in it
+//!    or below); only then thaw it and SIGKILL what is in it, before and
+//!    after the runtime's forced delete (tolerating "does not exist", "not
+//!    running", "in state created"). Unproven, the runtime's delete alone
+//!    ends the container, and the log says why nothing else was killed;
 //! 5. unmount everything under the bundle ([`crate::mount::unmount_all`]:
 //!    EBUSY retries, then a lazy detach naming the holders);
 //! 6. check what remains.
@@ -24,15 +26,15 @@ use std::path::{Path, PathBuf};
 use std::sync::mpsc;
 use std::time::{Duration, Instant, SystemTime};
 
-use robust_cgroups::Cgroup;
 use robust_config::{ids, ConfigError, RuntimeKind};
 use robust_reaper::Reaper;
 use robust_runtime::{Deadlines, ErrorKind, Runc, RuncConfig, RuntimeError};
 
 use crate::bundle::{self, check_bundle_path};
-use crate::cgroup::{self as cg, join_pids, pid_alive, Resolved};
+use crate::cgroup::{self as cg, join_pids, pid_alive};
 use crate::inputs::{self, choose_runtime, read_inputs, BundleInputs, Input, RuntimeChoice};
 use crate::mount;
+use crate::owner::{self, OwnerRecord};
 
 /// Exit status reported for a container whose shim died: SIGKILL.
 pub const EXIT_STATUS: u32 = 128 + libc::SIGKILL as u32;
@@ -147,21 +149,7 @@ impl DeleteOutcome {
     }
 }
 
-/// logfmt quoting.
-pub(crate) fn q(s: &str) -> String {
-    let mut o = String::with_capacity(s.len() + 2);
-    o.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => o.push_str("\\\""),
-            '\\' => o.push_str("\\\\"),
-            '\n' => o.push_str("\\n"),
-            c => o.push(c),
-        }
-    }
-    o.push('"');
-    o
-}
+pub(crate) use crate::logfmt::quote as q;
 
 /// The fallbacks of one delete: each logged once, at warn.
 struct Notes {
@@ -389,38 +377,61 @@ pub fn delete_bundle(req: &DeleteRequest, reaper: &Reaper) -> Result<DeleteOutco
             pid
         }
     };
-    let cgroups_path = inputs.spec.ok().and_then(|s| s.cgroups_path.clone());
-    let confirmed = confirm_pid(pid, state_file.as_ref(), cgroups_path.as_deref());
+    // --- what the shim recorded at create (docs/cleanup.md, the ownership rule)
+    let record = match OwnerRecord::read(&bundle) {
+        Input::Ok(r) if r.id == id => Some(r),
+        Input::Ok(r) => {
+            notes.assume(
+                format!(
+                    "{} names another container ({:?})",
+                    owner::RECORD_FILE,
+                    r.id
+                ),
+                "ignored: nothing is killed through the cgroup".into(),
+            );
+            None
+        }
+        other => {
+            if present {
+                notes.assume(
+                    format!("{} {}", owner::RECORD_FILE, other.describe()),
+                    "no proof of the container's cgroup: nothing is killed through it; the runtime's delete ends the container".into(),
+                );
+            }
+            None
+        }
+    };
+    let confirmed = confirm_pid(pid, record.as_ref(), state_file.as_ref());
     if pid > 0 && pid_alive(pid) && !confirmed {
         notes.assume(
             format!("init pid {pid} is alive but nothing confirms it is this container's"),
-            "not using it to find processes (it may be a reused pid)".into(),
+            "not killed by the cleanup (it may be a reused pid or another process)".into(),
         );
     }
 
-    // --- the container's cgroup (found before the init is killed) -------
-    let cgroup = find_cgroup(
-        id,
-        pid,
-        confirmed,
-        state_file.as_ref(),
-        cgroups_path.as_deref(),
-        &mut notes,
-    );
-    if let Some((c, _, _)) = &cgroup {
-        cg::thaw_bounded(c, lim.kill_wait, id);
-    }
+    // --- the container's cgroup, only when proven (found before the kill)
+    let scope = owner::Scope::new(&bundle, std::slice::from_ref(&choice.root));
+    let owned = record.as_ref().and_then(|r| match r.prove(&scope) {
+        Ok(o) => Some(o),
+        Err(why) => {
+            log::warn!(
+                "msg=\"cleanup: not killing through the cgroup: not provably the container's alone\" id={id} why={}",
+                q(&why)
+            );
+            None
+        }
+    });
 
     // --- end the container's processes first --------------------------
     // `runc delete --force` signals them and waits for them to go; on a
     // loaded node that wait outran the runtime deadline (4 times in 1000
     // soak cycles, 3 in 12 kill -9s with the CPUs busy) and the state stayed.
     // Killing the cgroup ourselves leaves runc only its state to remove.
-    if let Some((c, source, _)) = &cgroup {
+    if let Some(o) = &owned {
         let wait = lim.kill_wait.min(budget.left().saturating_sub(MIN_STEP));
-        if let Err(e) = cg::kill_all(c, wait, id) {
+        if let Err(e) = o.kill(wait, id) {
             log::warn!(
-                "msg=\"cleanup: cgroup kill before the runtime delete skipped\" id={id} source={source} error={}",
+                "msg=\"cleanup: cgroup kill before the runtime delete skipped\" id={id} error={}",
                 q(&e)
             );
         }
@@ -433,23 +444,25 @@ pub fn delete_bundle(req: &DeleteRequest, reaper: &Reaper) -> Result<DeleteOutco
     }
 
     // --- kill what is left ----------------------------------------------
+    // Unproven, nothing says the container's processes are all gone.
     let mut cgroup_empty = false;
-    if let Some((c, source, dirs)) = &cgroup {
+    if let Some(o) = &owned {
         let wait = lim.kill_wait.min(budget.left().saturating_sub(MIN_STEP));
-        match cg::kill_all(c, wait, id) {
-            Ok(left) if left.is_empty() => {
+        match o.kill(wait, id) {
+            Ok(k) if k.left.is_empty() => {
                 cgroup_empty = true;
-                remove_cgroup_dirs(dirs, id)
+                remove_cgroup_dirs(o.dirs(), id)
             }
-            Ok(left) => remains.push(format!(
-                "live processes {} in the container's cgroup {} (from {source})",
-                join_pids(&left),
-                dirs.first()
+            Ok(k) => remains.push(format!(
+                "live processes {} in the container's cgroup {}",
+                join_pids(&k.left),
+                o.dirs()
+                    .first()
                     .map(|d| d.display().to_string())
                     .unwrap_or_default()
             )),
             Err(e) => log::warn!(
-                "msg=\"cleanup: cgroup kill skipped\" id={id} source={source} error={}",
+                "msg=\"cleanup: cgroup kill skipped\" id={id} error={}",
                 q(&e)
             ),
         }
@@ -474,6 +487,7 @@ pub fn delete_bundle(req: &DeleteRequest, reaper: &Reaper) -> Result<DeleteOutco
         && choice.kind() == RuntimeKind::Runc
         && cgroup_empty
         && !(pid > 0 && pid_alive(pid) && confirmed)
+        && !record.as_ref().is_some_and(OwnerRecord::init_alive)
         && std::fs::symlink_metadata(&state_dir).is_ok()
     {
         match bundle::remove_tree_one_fs(&state_dir) {
@@ -623,7 +637,7 @@ fn note_secondary_inputs(inputs: &BundleInputs, notes: &mut Notes) {
     if !matches!(inputs.spec, Input::Ok(_)) {
         notes.assume(
             format!("config.json {}", inputs.spec.describe()),
-            "no cgroupsPath: leftover processes are found from the live init or the runtime's state only".into(),
+            "nothing lost: the cleanup takes the cgroup from the shim's record, never from config.json".into(),
         );
     }
     if !matches!(inputs.address, Input::Ok(_)) {
@@ -670,132 +684,23 @@ fn pid_from_runtime(
     }
 }
 
-/// Whether `pid` is this container's init: its start time matches runc's
-/// record, or its cgroup is the spec's `cgroupsPath`.
+/// Whether `pid` is this container's init: the pid and its start time are
+/// the ones the shim recorded at create, or the ones in the runtime's own
+/// state of this bundle. A cgroup path read from `config.json` proves
+/// nothing (a hand-made bundle can name anyone's).
 fn confirm_pid(
     pid: i32,
+    record: Option<&OwnerRecord>,
     state: Option<&inputs::RuncStateFile>,
-    cgroups_path: Option<&str>,
 ) -> bool {
     if pid <= 0 || !pid_alive(pid) {
         return false;
     }
-    if let Some(s) = state {
-        if s.init_pid == pid {
-            if let (Some(want), Some(got)) = (s.init_start, cg::proc_start_time(pid)) {
-                return want == got;
-            }
-        }
+    let start = cg::proc_start_time(pid);
+    if let Some(r) = record.filter(|r| r.init_pid == pid && r.init_start > 0) {
+        return start == Some(r.init_start);
     }
-    match (
-        cgroups_path,
-        std::fs::read_to_string(format!("/proc/{pid}/cgroup")),
-    ) {
-        (Some(cp), Ok(text)) => cg::pid_matches_cgroups_path(&text, cp),
-        _ => false,
-    }
-}
-
-type Found = (Cgroup, &'static str, Vec<PathBuf>);
-
-fn find_cgroup(
-    id: &str,
-    pid: i32,
-    confirmed: bool,
-    state: Option<&inputs::RuncStateFile>,
-    cgroups_path: Option<&str>,
-    notes: &mut Notes,
-) -> Option<Found> {
-    let unified = robust_cgroups::is_unified().unwrap_or(false);
-    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
-    let mounts = cg::parse_cgroup_mounts(&mountinfo);
-    // A hybrid host: runc also makes the cgroup in the (controller-less)
-    // v2 tree; that directory is left behind when runc's state is gone.
-    let hybrid_dir = |path: &str| -> Option<PathBuf> {
-        let rel = path.trim_start_matches('/');
-        if unified || rel.is_empty() {
-            return None;
-        }
-        mounts
-            .iter()
-            .find(|m| m.v2 && m.root == "/")
-            .map(|m| m.mount_point.join(rel))
-    };
-    if confirmed {
-        let proc_cgroup =
-            std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap_or_default();
-        match Cgroup::for_pid(pid as u32) {
-            Ok(c) => {
-                let mut dirs = cgroup_dirs(&c);
-                if let Some(d) = proc_cgroup
-                    .lines()
-                    .find_map(|l| l.strip_prefix("0::"))
-                    .and_then(hybrid_dir)
-                {
-                    dirs.push(d);
-                }
-                return Some((c, "the live init", dirs));
-            }
-            Err(e) => log::info!(
-                "msg=\"cleanup: cgroup of the init not readable\" id={id} pid={pid} error={}",
-                q(&e.to_string())
-            ),
-        }
-    }
-    if let Some(s) = state.filter(|s| !s.cgroup_paths.is_empty()) {
-        let r = if unified {
-            s.cgroup_paths
-                .iter()
-                .find(|(k, _)| k.is_empty())
-                .map(|(_, p)| Resolved::V2(p.clone()))
-        } else {
-            let m: std::collections::BTreeMap<String, PathBuf> = s
-                .cgroup_paths
-                .iter()
-                .filter(|(k, _)| !k.is_empty())
-                .cloned()
-                .collect();
-            (!m.is_empty()).then_some(Resolved::V1(m))
-        };
-        if let Some(r) = r {
-            let mut dirs = r.dirs();
-            dirs.extend(
-                s.cgroup_paths
-                    .iter()
-                    .filter(|(k, _)| k.is_empty() && !unified)
-                    .map(|(_, p)| p.clone()),
-            );
-            return Some((r.to_cgroup(), "runc state.json", dirs));
-        }
-    }
-    let cp = cgroups_path?;
-    let own = std::fs::read_to_string("/proc/self/cgroup").unwrap_or_default();
-    match cg::resolve_cgroups_path(cp, &mounts, unified, &own) {
-        Ok(r) => {
-            let mut dirs = r.dirs();
-            if let cg::CgroupsPath::Absolute(p) = cg::classify_cgroups_path(cp) {
-                dirs.extend(hybrid_dir(&p));
-            }
-            Some((r.to_cgroup(), "config.json cgroupsPath", dirs))
-        }
-        Err(why) => {
-            notes.assume(
-                format!("cannot resolve the container's cgroup from config.json: {why}"),
-                "leftover processes can only be found through the runtime".into(),
-            );
-            None
-        }
-    }
-}
-
-fn cgroup_dirs(c: &Cgroup) -> Vec<PathBuf> {
-    let mut v: Vec<PathBuf> = match c.unified_path() {
-        Some(p) => vec![p.to_path_buf()],
-        None => c.v1_paths().map(|(_, p)| p.to_path_buf()).collect(),
-    };
-    v.sort();
-    v.dedup();
-    v
+    state.is_some_and(|s| s.init_pid == pid && s.init_start.is_some() && s.init_start == start)
 }
 
 /// Remove the (empty) cgroup directories of the container that the
@@ -1022,8 +927,9 @@ pub(crate) mod tests {
         assert_eq!(o.pid, 0);
         assert_eq!(o.exit_status, 137);
         assert_eq!(o.runtime_source, "runtime");
-        // options.json, init.pid, config.json, address, rootfs: one note each.
-        assert_eq!(o.assumed.len(), 5, "{:#?}", o.assumed);
+        // options.json, init.pid, the shim's record, config.json, address,
+        // rootfs: one note each.
+        assert_eq!(o.assumed.len(), 6, "{:#?}", o.assumed);
         assert!(o.took < Duration::from_secs(4));
     }
 

@@ -100,7 +100,20 @@ pub fn read_inputs(bundle: &Path) -> BundleInputs {
         Input::Missing => Input::Missing,
         Input::Unusable(w) => Input::Unusable(w),
     };
-    let spec = match read_file(bundle, "config.json") {
+    let spec = read_spec(bundle);
+    let address = text(read_file(bundle, "address"), "address");
+    BundleInputs {
+        runtime,
+        options,
+        init_pid,
+        spec,
+        address,
+    }
+}
+
+/// `config.json`'s part the cleanup uses, read tolerantly.
+pub fn read_spec(bundle: &Path) -> Input<SpecInfo> {
+    match read_file(bundle, "config.json") {
         FileRead::Missing => Input::Missing,
         FileRead::Unusable(why) => Input::Unusable(why),
         FileRead::Bytes(b) => match serde_json::from_slice::<serde_json::Value>(&b) {
@@ -114,14 +127,6 @@ pub fn read_inputs(bundle: &Path) -> BundleInputs {
             Ok(_) => Input::Unusable("not a json object".into()),
             Err(e) => Input::Unusable(format!("invalid json: {e}")),
         },
-    };
-    let address = text(read_file(bundle, "address"), "address");
-    BundleInputs {
-        runtime,
-        options,
-        init_pid,
-        spec,
-        address,
     }
 }
 

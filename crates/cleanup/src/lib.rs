@@ -9,8 +9,10 @@
 //!   neither follows symlinks nor crosses mounts.
 //! - [`inputs`]: what a dead shim's bundle still says (runtime, options,
 //!   init pid, cgroups path), and which runtime and root to drive.
-//! - [`cgroup`]: a container's cgroup found without its shim, and the kill
-//!   of whatever is left in it.
+//! - [`owner`]: the ownership rule: a cgroup is killed, thawed or removed
+//!   only when the shim recorded it at create as the container's alone and
+//!   no other container uses it now.
+//! - [`cgroup`]: cgroup paths and mounts, pids, start times, a bounded thaw.
 //! - [`runsc`]: what a dead shim's gVisor container leaves (sandbox and
 //!   gofer host processes, state files) and how it is ended.
 //! - [`delete`]: the tolerant delete run by `<shim> delete` after a shim
@@ -22,7 +24,9 @@ pub mod bundle;
 pub mod cgroup;
 pub mod delete;
 pub mod inputs;
+pub mod logfmt;
 pub mod mount;
+pub mod owner;
 pub mod runsc;
 pub mod sweep;
 

@@ -23,6 +23,13 @@ pub struct Container {
     /// The init's cgroup, found at create: still usable after the init is
     /// gone, to kill what is left in it.
     pub cgroup: Option<robust_cgroups::Cgroup>,
+    /// What the shim saw at create: the init (pid, start time) and, when it
+    /// was the container's alone, its cgroup. Every kill through the
+    /// cgroup is checked against it (`robust_cleanup::owner`).
+    pub owner: robust_cleanup::owner::OwnerRecord,
+    /// The container has a pid namespace of its own (its spec asks for a
+    /// new one): when its init dies the kernel ends the rest.
+    pub own_pid_ns: bool,
     /// An escalation is already running for this container.
     pub escalating: std::sync::atomic::AtomicBool,
     /// The cgroup's OOM-kill count already published as TaskOOM events.
@@ -159,26 +166,6 @@ impl Container {
             .unwrap_or_default()
     }
 
-    /// True when the container has its own pid namespace (the kernel then
-    /// kills everything in it when the init dies).
-    pub fn own_pid_namespace(&self) -> bool {
-        let Some(spec) = read_spec(&self.bundle) else {
-            return true;
-        };
-        spec.pointer("/linux/namespaces")
-            .and_then(|n| n.as_array())
-            .map(|ns| {
-                ns.iter().any(|n| {
-                    n.get("type").and_then(|t| t.as_str()) == Some("pid")
-                        && n.get("path")
-                            .and_then(|p| p.as_str())
-                            .unwrap_or("")
-                            .is_empty()
-                })
-            })
-            .unwrap_or(false)
-    }
-
     pub fn pid_file(&self, exec_id: &str) -> PathBuf {
         if exec_id.is_empty() {
             self.bundle.join("init.pid")
@@ -186,6 +173,27 @@ impl Container {
             self.bundle.join(format!("{exec_id}.pid"))
         }
     }
+}
+
+/// True when the bundle's spec gives the container a pid namespace of its
+/// own (the kernel then kills everything in it when the init dies). Read
+/// once at create; without a spec, assumed (nothing extra is killed).
+pub fn spec_has_own_pid_ns(bundle: &Path) -> bool {
+    let Some(spec) = read_spec(bundle) else {
+        return true;
+    };
+    spec.pointer("/linux/namespaces")
+        .and_then(|n| n.as_array())
+        .map(|ns| {
+            ns.iter().any(|n| {
+                n.get("type").and_then(|t| t.as_str()) == Some("pid")
+                    && n.get("path")
+                        .and_then(|p| p.as_str())
+                        .unwrap_or("")
+                        .is_empty()
+            })
+        })
+        .unwrap_or(false)
 }
 
 /// The runtime driver a config asks for, in `namespace`.

@@ -235,6 +235,10 @@ impl Service {
             if !Process::set_exited(&mut st, code, exit.at) {
                 return;
             }
+            if eid.is_empty() {
+                // Before the exit is published, as containerd's runc shim does.
+                self.kill_rest_after_init_exit(&c);
+            }
             if st.starting {
                 st.exit_deferred = true;
             } else if eid.is_empty() && !c.live_execs().is_empty() {
@@ -275,8 +279,8 @@ impl Service {
         }
     }
 
-    /// The init exited before its execs: make sure they end (in a shared
-    /// pid namespace nothing else kills them), then publish the init's exit
+    /// The init exited before its execs (in a shared pid namespace, which
+    /// `kill_rest_after_init_exit` already killed): publish the init's exit
     /// after theirs, within `kill_grace` at most.
     fn release_held_exit_later(&self, c: &Arc<Container>) {
         let svc = self.clone();
@@ -286,11 +290,6 @@ impl Service {
             .name("held-exit".into())
             .stack_size(128 * 1024)
             .spawn(move || {
-                if !c.own_pid_namespace() {
-                    if let Err(e) = c.runc.kill(&c.id, libc::SIGKILL as u32, true) {
-                        log::debug!("msg=\"kill --all after init exit\" id={} error=\"{e}\"", c.id);
-                    }
-                }
                 let deadline = Instant::now() + c.config.timeouts.kill_grace;
                 for p in c.live_execs() {
                     let left = deadline.saturating_duration_since(Instant::now());
@@ -500,6 +499,35 @@ impl Service {
             }
         };
         let kind = cfg.runtime_kind();
+        // The proof every later kill through the cgroup is checked against
+        // (docs/cleanup.md, the ownership rule). An app container of a
+        // gVisor pod is in the sandbox's cgroup, never its own.
+        let scope = robust_cleanup::owner::Scope::new(
+            &bundle_dir,
+            std::slice::from_ref(&runc.config().root),
+        );
+        let sees_own_cgroup = kind == RuntimeKind::Runc || owns;
+        let mut owner = robust_cleanup::owner::OwnerRecord::observe(
+            &id,
+            pid,
+            cgroup.as_ref().filter(|_| sees_own_cgroup),
+            &scope,
+        );
+        if !sees_own_cgroup {
+            owner.not_owned =
+                Some("an app container of a gVisor pod lives in the sandbox's cgroup".into());
+        } else if let Some(why) = &owner.not_owned {
+            log::warn!(
+                "msg=\"the container's cgroup is not its own alone; the shim will never kill through it\" id={id} why={}",
+                robust_cleanup::logfmt::quote(why)
+            );
+        }
+        if let Err(e) = owner.write(&bundle_dir) {
+            log::warn!(
+                "msg=\"cannot write the ownership record; the dead-shim delete will rely on the runtime alone\" id={id} error={}",
+                robust_cleanup::logfmt::quote(&e.to_string())
+            );
+        }
         // With runsc the host pid is the sandbox's: only the container that
         // owns the sandbox watches its cgroup for OOM.
         let watch_oom = kind == RuntimeKind::Runc || owns;
@@ -526,6 +554,8 @@ impl Service {
                     .unwrap_or(0),
             ),
             cgroup,
+            owner,
+            own_pid_ns: crate::container::spec_has_own_pid_ns(&bundle_dir),
             escalating: std::sync::atomic::AtomicBool::new(false),
             init_exit_held: Mutex::new(false),
             kind,

@@ -18,6 +18,9 @@ use std::time::{Duration, Instant, SystemTime};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 
+use robust_cleanup::logfmt::quote;
+use robust_cleanup::owner::Scope;
+
 use crate::container::Container;
 use crate::process::Process;
 use crate::Service;
@@ -126,10 +129,12 @@ impl Service {
         report(c, false, steps, started)
     }
 
-    /// Thaw the container's cgroup and SIGKILL every pid in it. Returns how
-    /// many pids were signalled.
+    /// Thaw the container's cgroup and SIGKILL the processes in it, only
+    /// when the ownership rule holds (`robust_cleanup::owner`, docs/cleanup.md):
+    /// recorded at create as the container's alone, still the same
+    /// directory, and no other container in it or below. Returns how many
+    /// pids were signalled; 0, with the reason logged, when unproven.
     pub(crate) fn kill_cgroup(&self, c: &Container) -> usize {
-        let Some(cg) = &c.cgroup else { return 0 };
         if c.kind == robust_config::RuntimeKind::Runsc && !c.owns_sandbox {
             // Every container of a gVisor pod lives in the sandbox's cgroup:
             // killing it would kill the whole pod.
@@ -139,16 +144,54 @@ impl Service {
             );
             return 0;
         }
-        if cg.is_frozen().unwrap_or(false) {
-            if let Err(e) = cg.thaw() {
-                log::warn!("msg=\"stop: thaw failed\" id={} error=\"{e}\"", c.id);
+        let scope = Scope::new(&c.bundle, std::slice::from_ref(&c.runc.config().root));
+        let owned = match c.owner.prove(&scope) {
+            Ok(o) => o,
+            Err(why) => {
+                log::warn!(
+                    "msg=\"not killing through the cgroup: not provably the container's alone\" id={} why={}",
+                    c.id,
+                    quote(&why)
+                );
+                return 0;
+            }
+        };
+        match owned.kill(Duration::ZERO, &c.id) {
+            Ok(k) => k.signalled.len(),
+            Err(e) => {
+                log::warn!(
+                    "msg=\"cgroup kill skipped\" id={} error={}",
+                    c.id,
+                    quote(&e)
+                );
+                0
             }
         }
-        let pids = cg.pids().unwrap_or_default();
-        for p in &pids {
-            let _ = kill(Pid::from_raw(*p as i32), Signal::SIGKILL);
+    }
+
+    /// The init of a container without a pid namespace of its own exited:
+    /// nothing else ends what it left (orphans in the host's or the pod's
+    /// pid namespace). Kill them, as containerd's runc shim does with
+    /// `runc kill --all`, but only through a proven cgroup; unproven, only
+    /// the container's execs, which the shim started itself.
+    pub(crate) fn kill_rest_after_init_exit(&self, c: &Container) {
+        if c.own_pid_ns || c.kind != robust_config::RuntimeKind::Runc {
+            return;
         }
-        pids.len()
+        if self.kill_cgroup(c) > 0 {
+            return;
+        }
+        for p in c.live_execs() {
+            let pid = p.pid();
+            if pid > 0 {
+                log::warn!(
+                    "msg=\"killing an exec left after its init exited\" id={} exec_id={} pid={pid}",
+                    c.id,
+                    p.exec_id
+                );
+                let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
+            }
+        }
     }
 
     /// After an ordinary SIGKILL from a `Kill` RPC: if the init has not
