@@ -411,12 +411,19 @@ pub fn delete_bundle(req: &DeleteRequest, reaper: &Reaper) -> Result<DeleteOutco
 
     // --- the container's cgroup, only when proven (found before the kill)
     let scope = owner::Scope::new(&bundle, std::slice::from_ref(&choice.root));
-    let owned = record.as_ref().and_then(|r| match r.prove(&scope) {
+    let proof = record.as_ref().map(|r| r.prove(&scope));
+    let cgroup_gone = matches!(proof, Some(Err(owner::NotProven::Gone)));
+    let owned = proof.and_then(|p| match p {
         Ok(o) => Some(o),
-        Err(why) => {
+        Err(owner::NotProven::Gone) => {
+            log::debug!("msg=\"cleanup: the container's cgroup is gone\" id={id}");
+            None
+        }
+        Err(owner::NotProven::Unproven(why)) => {
             log::warn!(
-                "msg=\"cleanup: not killing through the cgroup: not provably the container's alone\" id={id} why={}",
-                q(&why)
+                "msg=\"cleanup: not killing through the cgroup: not provably the container's alone\" id={id} why={} left_alone=\"{}\"",
+                q(&why),
+                join_pids(&record.as_ref().map(OwnerRecord::pids_now).unwrap_or_default())
             );
             None
         }
@@ -445,7 +452,7 @@ pub fn delete_bundle(req: &DeleteRequest, reaper: &Reaper) -> Result<DeleteOutco
 
     // --- kill what is left ----------------------------------------------
     // Unproven, nothing says the container's processes are all gone.
-    let mut cgroup_empty = false;
+    let mut cgroup_empty = cgroup_gone;
     if let Some(o) = &owned {
         let wait = lim.kill_wait.min(budget.left().saturating_sub(MIN_STEP));
         match o.kill(wait, id) {

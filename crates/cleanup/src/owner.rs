@@ -169,33 +169,48 @@ impl OwnerRecord {
             && proc_start_time(self.init_pid) == Some(self.init_start)
     }
 
-    /// Check the rule against the machine as it is now. `Err` says why
-    /// the cgroup is not (or no longer) provably the container's alone.
-    pub fn prove(&self, scope: &Scope) -> Result<Owned, String> {
+    /// The processes now in the recorded cgroup's own directory, for the
+    /// log line that says what was not killed when the rule does not hold.
+    pub fn pids_now(&self) -> Vec<u32> {
         if self.cgroup.is_empty() {
-            return Err(self
-                .not_owned
-                .clone()
-                .unwrap_or_else(|| "no cgroup was recorded at create".into()));
+            return Vec::new();
+        }
+        to_cgroup(&self.cgroup)
+            .procs_tree()
+            .ok()
+            .and_then(|t| t.into_iter().next())
+            .map(|(_, pids)| pids)
+            .unwrap_or_default()
+    }
+
+    /// Check the rule against the machine as it is now. `Err` says why
+    /// nothing may be killed through the cgroup.
+    pub fn prove(&self, scope: &Scope) -> Result<Owned, NotProven> {
+        if self.cgroup.is_empty() {
+            return Err(NotProven::Unproven(
+                self.not_owned
+                    .clone()
+                    .unwrap_or_else(|| "no cgroup was recorded at create".into()),
+            ));
         }
         let mut present = Vec::new();
         for d in &self.cgroup {
             match std::fs::symlink_metadata(&d.path) {
                 Ok(m) if m.is_dir() && m.ino() == d.ino => present.push(d.clone()),
                 Ok(_) => {
-                    return Err(format!(
+                    return Err(NotProven::Unproven(format!(
                         "cgroup {} is not the directory recorded at create (made again since)",
                         d.path.display()
-                    ))
+                    )))
                 }
                 Err(_) => {}
             }
         }
         if present.is_empty() {
-            return Err("the recorded cgroup no longer exists".into());
+            return Err(NotProven::Gone);
         }
         if let Some(who) = conflict(scope, &present) {
-            return Err(who);
+            return Err(NotProven::Unproven(who));
         }
         let cgroup = to_cgroup(&present);
         Ok(Owned {
@@ -204,6 +219,18 @@ impl OwnerRecord {
             pid_ns: self.pid_ns.filter(|_| self.init_alive()),
         })
     }
+}
+
+/// Why nothing may be killed through a container's cgroup.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum NotProven {
+    /// The recorded cgroup is gone (the runtime removed it): nothing of the
+    /// container can be in it. The normal case after a delete.
+    #[error("the recorded cgroup no longer exists")]
+    Gone,
+    /// The rule does not hold: why.
+    #[error("{0}")]
+    Unproven(String),
 }
 
 /// A cgroup proven to be the container's alone (see the module docs).
@@ -652,14 +679,16 @@ mod tests {
         };
         assert!(rec.prove(&scope).is_ok());
         rec.cgroup[0].ino = ino + 1;
-        let e = rec.prove(&scope).unwrap_err();
+        let e = rec.prove(&scope).unwrap_err().to_string();
         assert!(e.contains("made again"), "{e}");
         std::fs::remove_dir(&cgdir).unwrap();
-        let e = rec.prove(&scope).unwrap_err();
-        assert!(e.contains("no longer exists"), "{e}");
+        assert_eq!(rec.prove(&scope).unwrap_err(), NotProven::Gone);
         rec.cgroup.clear();
         rec.not_owned = Some("held others".into());
-        assert_eq!(rec.prove(&scope).unwrap_err(), "held others");
+        assert_eq!(
+            rec.prove(&scope).unwrap_err(),
+            NotProven::Unproven("held others".into())
+        );
     }
 
     /// Another bundle's record or a runtime state naming the same cgroup,

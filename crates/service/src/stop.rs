@@ -147,11 +147,18 @@ impl Service {
         let scope = Scope::new(&c.bundle, std::slice::from_ref(&c.runc.config().root));
         let owned = match c.owner.prove(&scope) {
             Ok(o) => o,
-            Err(why) => {
+            Err(robust_cleanup::owner::NotProven::Gone) => return 0,
+            Err(robust_cleanup::owner::NotProven::Unproven(why)) => {
                 log::warn!(
-                    "msg=\"not killing through the cgroup: not provably the container's alone\" id={} why={}",
+                    "msg=\"not killing through the cgroup: not provably the container's alone\" id={} why={} left_alone=\"{}\"",
                     c.id,
-                    quote(&why)
+                    quote(&why),
+                    c.owner
+                        .pids_now()
+                        .iter()
+                        .map(u32::to_string)
+                        .collect::<Vec<_>>()
+                        .join(",")
                 );
                 return 0;
             }
