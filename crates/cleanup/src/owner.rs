@@ -295,6 +295,22 @@ impl Owned {
         Ok((kill, spare))
     }
 
+    /// Send `sig` once to the processes of [`Owned::targets`]; returns how
+    /// many were signalled.
+    pub fn signal(&self, sig: Signal, id: &str) -> Result<usize, String> {
+        let (pids, spared) = self.targets()?;
+        if !spared.is_empty() {
+            log::warn!(
+                "msg=\"not signalling processes in sub-cgroups that are not provably the container's\" id={id} signal={sig} pids=\"{}\"",
+                join_pids(&spared)
+            );
+        }
+        Ok(pids
+            .iter()
+            .filter(|p| kill(Pid::from_raw(**p as i32), sig).is_ok())
+            .count())
+    }
+
     /// Thaw the cgroup if frozen, SIGKILL its processes (see
     /// [`Owned::targets`]) and wait up to `wait` for them to go (a zero
     /// `wait` signals once and returns).

@@ -898,7 +898,7 @@ impl Service {
                 c.init.notify_exit();
                 return Ok(());
             }
-            return match c.runc.kill(&c.id, req.signal, req.all) {
+            return match self.signal_container(&c, req.signal, req.all) {
                 Ok(()) => {
                     if req.signal == libc::SIGKILL as u32 {
                         self.watch_sigkill(&c);
@@ -909,8 +909,9 @@ impl Service {
                     format!("container {}: process already finished: {e}", c.id),
                 )),
                 // A SIGKILL the runtime could not deliver (it hung or failed)
-                // is delivered by us: every pid of the container's cgroup,
-                // then the rest of the escalation in the background.
+                // is delivered by us: the processes of the container's cgroup
+                // when it is proven the container's alone, then the rest of
+                // the escalation in the background.
                 Err(e) if req.signal == libc::SIGKILL as u32 && c.cgroup.is_some() => {
                     let n = self.kill_cgroup(&c);
                     log::warn!(

@@ -19,7 +19,7 @@ use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 
 use robust_cleanup::logfmt::quote;
-use robust_cleanup::owner::Scope;
+use robust_cleanup::owner::{NotProven, Owned, Scope};
 
 use crate::container::Container;
 use crate::process::Process;
@@ -61,7 +61,7 @@ impl Service {
             );
         }
         steps.push("sigkill");
-        if let Err(e) = c.runc.kill(&c.id, libc::SIGKILL as u32, true) {
+        if let Err(e) = self.signal_container(c, libc::SIGKILL as u32, true) {
             log::warn!(
                 "msg=\"stop: SIGKILL through the runtime failed\" id={} error=\"{e}\"",
                 c.id
@@ -129,12 +129,11 @@ impl Service {
         report(c, false, steps, started)
     }
 
-    /// Thaw the container's cgroup and SIGKILL the processes in it, only
-    /// when the ownership rule holds (`robust_cleanup::owner`, docs/cleanup.md):
-    /// recorded at create as the container's alone, still the same
-    /// directory, and no other container in it or below. Returns how many
-    /// pids were signalled; 0, with the reason logged, when unproven.
-    pub(crate) fn kill_cgroup(&self, c: &Container) -> usize {
+    /// The container's cgroup when the ownership rule holds
+    /// (`robust_cleanup::owner`, docs/cleanup.md): recorded at create as the
+    /// container's alone, still the same directory, and no other container
+    /// in it or below. `None`, with the reason logged, otherwise.
+    fn owned_cgroup(&self, c: &Container) -> Option<Owned> {
         if c.kind == robust_config::RuntimeKind::Runsc && !c.owns_sandbox {
             // Every container of a gVisor pod lives in the sandbox's cgroup:
             // killing it would kill the whole pod.
@@ -142,13 +141,13 @@ impl Service {
                 "msg=\"not killing the shared sandbox cgroup for one container of a gVisor pod\" id={}",
                 c.id
             );
-            return 0;
+            return None;
         }
         let scope = Scope::new(&c.bundle, std::slice::from_ref(&c.runc.config().root));
-        let owned = match c.owner.prove(&scope) {
-            Ok(o) => o,
-            Err(robust_cleanup::owner::NotProven::Gone) => return 0,
-            Err(robust_cleanup::owner::NotProven::Unproven(why)) => {
+        match c.owner.prove(&scope) {
+            Ok(o) => Some(o),
+            Err(NotProven::Gone) => None,
+            Err(NotProven::Unproven(why)) => {
                 log::warn!(
                     "msg=\"not killing through the cgroup: not provably the container's alone\" id={} why={} left_alone=\"{}\"",
                     c.id,
@@ -160,8 +159,16 @@ impl Service {
                         .collect::<Vec<_>>()
                         .join(",")
                 );
-                return 0;
+                None
             }
+        }
+    }
+
+    /// Thaw the container's cgroup and SIGKILL the processes in it, when
+    /// the ownership rule holds. Returns how many pids were signalled.
+    pub(crate) fn kill_cgroup(&self, c: &Container) -> usize {
+        let Some(owned) = self.owned_cgroup(c) else {
+            return 0;
         };
         match owned.kill(Duration::ZERO, &c.id) {
             Ok(k) => k.signalled.len(),
@@ -174,6 +181,52 @@ impl Service {
                 0
             }
         }
+    }
+
+    /// Deliver `sig` to the container's init through the runtime and, with
+    /// `all`, to the rest of its processes. With runc the rest is signalled
+    /// by the shim itself, through a proven cgroup only: `runc kill --all`
+    /// signals every process of the cgroup and below, a bystander sharing it
+    /// included. Unproven, the rest is the execs the shim started. (runsc's
+    /// `--all` stays inside the sandbox.)
+    pub(crate) fn signal_container(
+        &self,
+        c: &Container,
+        sig: u32,
+        all: bool,
+    ) -> std::result::Result<(), robust_runtime::RuntimeError> {
+        if !all || c.kind == robust_config::RuntimeKind::Runsc {
+            return c.runc.kill(&c.id, sig, all);
+        }
+        let init = c.runc.kill(&c.id, sig, false);
+        if matches!(&init, Err(e) if e.kind() == robust_runtime::ErrorKind::Other) {
+            return init;
+        }
+        let Ok(signal) = Signal::try_from(sig as i32) else {
+            return init;
+        };
+        let n = match self.owned_cgroup(c).map(|o| o.signal(signal, &c.id)) {
+            Some(Ok(n)) => n,
+            other => {
+                if let Some(Err(e)) = other {
+                    log::warn!(
+                        "msg=\"cgroup signal skipped\" id={} error={}",
+                        c.id,
+                        quote(&e)
+                    );
+                }
+                c.live_execs()
+                    .iter()
+                    .map(|p| p.pid())
+                    .filter(|p| *p > 0 && kill(Pid::from_raw(*p), signal).is_ok())
+                    .count()
+            }
+        };
+        log::debug!(
+            "msg=\"signalled the container's processes\" id={} signal={signal} pids={n}",
+            c.id
+        );
+        init
     }
 
     /// The init of a container without a pid namespace of its own exited:
