@@ -81,7 +81,8 @@ cleanup() {
         done
         rm -rf --one-file-system /run/containerd/runsc/$NS
     fi
-    # empty cgroups of the namespace (their containers are gone by now)
+    # empty cgroups of the namespace (their containers are gone by now, and the bystander
+    # host process died with the soak)
     for d in /sys/fs/cgroup/*/$NS; do
         [[ -d "$d" ]] || continue
         find "$d" -depth -mindepth 1 -type d -exec rmdir {} + 2>/dev/null || true

@@ -1027,3 +1027,326 @@ pub fn cgroup_memory_limit(pid: u32) -> Option<u64> {
     }
     panic!("no memory cgroup for pid {pid}:\n{cg}");
 }
+
+// ---------------------------------------------------------------------------------------
+// cgroups a test makes, and host processes it places in them (issue 12's bystanders)
+// ---------------------------------------------------------------------------------------
+
+/// v1 controllers a hierarchy can carry (besides `name=...`).
+const V1_CONTROLLERS: &[&str] = &[
+    "blkio",
+    "cpu",
+    "cpuacct",
+    "cpuset",
+    "devices",
+    "freezer",
+    "hugetlb",
+    "memory",
+    "misc",
+    "net_cls",
+    "net_prio",
+    "perf_event",
+    "pids",
+    "rdma",
+];
+
+/// One mounted cgroup hierarchy, as the host sees it (mount root `/`).
+#[derive(Clone, Debug)]
+pub struct CgroupHierarchy {
+    /// Its mount point (`/sys/fs/cgroup/pids`, `/sys/fs/cgroup/unified`, ...).
+    pub dir: PathBuf,
+    pub v2: bool,
+    /// v1 controllers and `name=` of the hierarchy (empty for v2).
+    pub controllers: Vec<String>,
+}
+
+impl CgroupHierarchy {
+    /// The directory of cgroup `path` (`/a/b`) in this hierarchy.
+    pub fn dir_of(&self, path: &str) -> PathBuf {
+        self.dir.join(path.trim_start_matches('/'))
+    }
+}
+
+/// Every cgroup hierarchy mounted on the host: each v1 one (on a hybrid host, with the
+/// controller-less v2 tree too), or the v2 one of a unified host; one entry per
+/// hierarchy, even when it is mounted more than once.
+pub fn cgroup_hierarchies() -> &'static [CgroupHierarchy] {
+    static H: OnceLock<Vec<CgroupHierarchy>> = OnceLock::new();
+    H.get_or_init(|| {
+        let mi = fs::read_to_string("/proc/self/mountinfo").expect("read mountinfo");
+        let mut seen = HashSet::new();
+        let mut v = Vec::new();
+        for l in mi.lines() {
+            let f: Vec<&str> = l.split(' ').collect();
+            let Some(dash) = f.iter().position(|x| *x == "-") else {
+                continue;
+            };
+            if dash < 5 || f.len() < dash + 4 || f[3] != "/" {
+                continue;
+            }
+            let v2 = match f[dash + 1] {
+                "cgroup2" => true,
+                "cgroup" => false,
+                _ => continue,
+            };
+            if !seen.insert(f[2].to_string()) {
+                continue;
+            }
+            let controllers = if v2 {
+                Vec::new()
+            } else {
+                f[dash + 3]
+                    .split(',')
+                    .filter(|o| V1_CONTROLLERS.contains(o) || o.starts_with("name="))
+                    .map(str::to_string)
+                    .collect()
+            };
+            v.push(CgroupHierarchy {
+                dir: PathBuf::from(f[4]),
+                v2,
+                controllers,
+            });
+        }
+        assert!(!v.is_empty(), "no cgroup hierarchy mounted:\n{mi}");
+        v
+    })
+}
+
+/// The processes of cgroup `path` itself (not of the cgroups below it), from v1 `pids`
+/// or else v2.
+pub fn cgroup_path_procs(path: &str) -> Vec<i32> {
+    let h = cgroup_hierarchies();
+    let h = h
+        .iter()
+        .find(|h| h.controllers.iter().any(|c| c == "pids"))
+        .or_else(|| h.iter().find(|h| h.v2))
+        .unwrap_or(&h[0]);
+    fs::read_to_string(h.dir_of(path).join("cgroup.procs"))
+        .map(|t| t.lines().filter_map(|l| l.trim().parse().ok()).collect())
+        .unwrap_or_default()
+}
+
+/// Moves `pid` into cgroup `path` of every hierarchy.
+pub fn move_to_cgroup(pid: i32, path: &str) -> Result<(), String> {
+    for h in cgroup_hierarchies() {
+        let f = h.dir_of(path).join("cgroup.procs");
+        fs::write(&f, pid.to_string())
+            .map_err(|e| format!("moving {pid} into {}: {e}", f.display()))?;
+    }
+    Ok(())
+}
+
+/// A cgroup made by a test at `path` (its last component new and unique, parents made
+/// when missing and left alone), with what the test makes below it, in every hierarchy.
+/// On drop, what still runs in it is SIGKILLed (only processes the test started can be
+/// there) and every directory of it is removed, deepest first.
+pub struct CgroupTree {
+    top: String,
+}
+
+impl CgroupTree {
+    /// Makes `path` (`/a/b`), which must not exist yet in any hierarchy.
+    pub fn new(path: &str) -> Result<CgroupTree, String> {
+        let comps: Vec<&str> = path.split('/').filter(|c| !c.is_empty()).collect();
+        if !path.starts_with('/')
+            || comps.is_empty()
+            || comps.iter().any(|c| *c == "." || *c == "..")
+        {
+            return Err(format!("bad cgroup path {path:?}"));
+        }
+        let top = format!("/{}", comps.join("/"));
+        for h in cgroup_hierarchies() {
+            let d = h.dir_of(&top);
+            if d.exists() {
+                return Err(format!("{} exists already: not ours", d.display()));
+            }
+        }
+        let t = CgroupTree { top };
+        t.make("")?;
+        Ok(t)
+    }
+
+    /// The cgroup path (as in `linux.cgroupsPath`) of `sub` below the top ("" = the top).
+    pub fn path(&self, sub: &str) -> String {
+        match sub.trim_matches('/') {
+            "" => self.top.clone(),
+            s => format!("{}/{s}", self.top),
+        }
+    }
+
+    /// `mkdir -p` of `sub` in every hierarchy (in cpuset, each new level gets its
+    /// parent's cpus and mems, or no process could join it); returns its path.
+    pub fn make(&self, sub: &str) -> Result<String, String> {
+        let path = self.path(sub);
+        for h in cgroup_hierarchies() {
+            let cpuset = h.controllers.iter().any(|c| c == "cpuset");
+            let mut d = h.dir.clone();
+            for comp in path.split('/').filter(|c| !c.is_empty()) {
+                let parent = d.clone();
+                d.push(comp);
+                match fs::create_dir(&d) {
+                    Ok(()) => {}
+                    Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+                    Err(e) => return Err(format!("mkdir {}: {e}", d.display())),
+                }
+                for f in ["cpuset.cpus", "cpuset.mems"].iter().filter(|_| cpuset) {
+                    if fs::read_to_string(d.join(f))
+                        .unwrap_or_default()
+                        .trim()
+                        .is_empty()
+                    {
+                        let v = fs::read_to_string(parent.join(f)).unwrap_or_default();
+                        fs::write(d.join(f), v.trim())
+                            .map_err(|e| format!("{}/{f}: {e}", d.display()))?;
+                    }
+                }
+            }
+        }
+        Ok(path)
+    }
+
+    /// Kills what runs in the tree and removes it (bounded); returns what is left.
+    pub fn remove(&self) -> Vec<String> {
+        let me = std::process::id() as i32;
+        let mut left = Vec::new();
+        for h in cgroup_hierarchies() {
+            let mut dirs = Vec::new();
+            let mut stack = vec![h.dir_of(&self.top)];
+            while let Some(d) = stack.pop() {
+                if let Ok(rd) = fs::read_dir(&d) {
+                    for e in rd.flatten() {
+                        if e.file_type().is_ok_and(|t| t.is_dir()) {
+                            stack.push(e.path());
+                        }
+                    }
+                }
+                dirs.push(d);
+            }
+            dirs.sort_by_key(|d| std::cmp::Reverse(d.components().count()));
+            for d in dirs {
+                let gone = poll_quiet(Duration::from_secs(10), || {
+                    let pids: Vec<i32> = fs::read_to_string(d.join("cgroup.procs"))
+                        .map(|t| t.lines().filter_map(|l| l.trim().parse().ok()).collect())
+                        .unwrap_or_default();
+                    for p in pids.into_iter().filter(|p| *p > 1 && *p != me) {
+                        // SAFETY: kill(2) of a process in this test's own cgroup tree.
+                        unsafe { libc::kill(p, libc::SIGKILL) };
+                    }
+                    match fs::remove_dir(&d) {
+                        Ok(()) => true,
+                        Err(e) => e.kind() == std::io::ErrorKind::NotFound,
+                    }
+                });
+                if !gone {
+                    left.push(d.display().to_string());
+                }
+            }
+        }
+        left
+    }
+}
+
+impl Drop for CgroupTree {
+    fn drop(&mut self) {
+        let left = self.remove();
+        if !left.is_empty() {
+            eprintln!("cleanup: cgroups not removed: {left:?}");
+        }
+    }
+}
+
+/// Field 22 of `/proc/<pid>/stat`: the start time, which with the pid names one process.
+pub fn proc_start_time(pid: i32) -> Option<u64> {
+    let s = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let after_comm = &s[s.rfind(')')? + 1..];
+    after_comm.split_whitespace().nth(19)?.parse().ok()
+}
+
+/// A host `sleep` placed in a cgroup (every hierarchy): a bystander. SIGKILLed and
+/// reaped on drop, and SIGKILLed when the thread that started it ends.
+pub struct HostProcess {
+    child: std::process::Child,
+    pub pid: i32,
+    pub start: u64,
+    /// `/proc/<pid>/cgroup` once placed.
+    pub cgroups: String,
+    pub path: String,
+}
+
+impl HostProcess {
+    pub fn spawn_in(path: &str) -> Result<HostProcess, String> {
+        let mut cmd = Command::new("sleep");
+        cmd.arg("3600")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        // SAFETY: prctl is async-signal-safe.
+        unsafe {
+            cmd.pre_exec(|| {
+                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        let child = cmd.spawn().map_err(|e| format!("spawn sleep: {e}"))?;
+        let pid = child.id() as i32;
+        // the guard first: a failure below still kills it
+        let mut p = HostProcess {
+            child,
+            pid,
+            start: 0,
+            cgroups: String::new(),
+            path: path.to_string(),
+        };
+        move_to_cgroup(pid, path)?;
+        p.cgroups = fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap_or_default();
+        let placed = p
+            .cgroups
+            .lines()
+            .filter(|l| l.ends_with(&format!(":{path}")))
+            .count();
+        if placed != cgroup_hierarchies().len() {
+            return Err(format!(
+                "{pid} is not in {path} in every hierarchy:\n{}",
+                p.cgroups
+            ));
+        }
+        p.start = proc_start_time(pid).ok_or("no start time")?;
+        Ok(p)
+    }
+
+    pub fn describe(&self) -> String {
+        format!("host process {} (sleep) in {}", self.pid, self.path)
+    }
+
+    /// Ok when it is alive and untouched: same pid, same start time, same cgroups.
+    pub fn check(&mut self) -> Result<(), String> {
+        use std::os::unix::process::ExitStatusExt;
+        if let Ok(Some(st)) = self.child.try_wait() {
+            return Err(match st.signal() {
+                Some(s) => format!("{} was killed by signal {s}", self.describe()),
+                None => format!("{} exited: {st}", self.describe()),
+            });
+        }
+        if proc_start_time(self.pid) != Some(self.start) {
+            return Err(format!("{}: not the same process", self.describe()));
+        }
+        let cg = fs::read_to_string(format!("/proc/{}/cgroup", self.pid)).unwrap_or_default();
+        if cg != self.cgroups {
+            return Err(format!(
+                "{} was moved: its cgroups were\n{}now\n{cg}",
+                self.describe(),
+                self.cgroups
+            ));
+        }
+        Ok(())
+    }
+}
+
+impl Drop for HostProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

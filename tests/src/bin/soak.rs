@@ -34,10 +34,10 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
-use robust_integration::{ctr, serde_json, Shim};
+use robust_integration::{ctr, proc_start_time, serde_json, CgroupTree, HostProcess, Shim};
 
 use crate::client::{sh, CSpec};
-use crate::ctx::{Ctx, Pod, SEC};
+use crate::ctx::{Bystanders, Ctx, Pod, SEC};
 use crate::host::{repo_dir, Host, Runtime};
 use crate::report::Header;
 use crate::rng::Rng;
@@ -261,6 +261,7 @@ fn setup(o: &Opts) -> Result<Ctx, String> {
         cycle: 0,
         fault: "setup".into(),
         pod: None,
+        bystanders: None,
         live: HashSet::new(),
         expects: Vec::new(),
         runsc_toml,
@@ -288,6 +289,45 @@ pub fn start_pod(ctx: &mut Ctx) -> Result<(), String> {
     };
     ctx.pod = Some(Pod { id, pid, shim });
     Ok(())
+}
+
+/// The bystanders: a solo container (its own shim) and a host `sleep` in a cgroup next to
+/// the containers' cgroups, which the checks exempt; both checked after every cycle.
+pub fn start_bystanders(ctx: &mut Ctx) -> Result<(), String> {
+    let cg = format!(
+        "/{}/{}byst-host-{}",
+        ctx.ns(),
+        ctx.host.id_prefix,
+        std::process::id()
+    );
+    let cgroup = CgroupTree::new(&cg)?;
+    let host = HostProcess::spawn_in(&cg)?;
+    ctx.host.keep_cgroup = cg.rsplit('/').next().map(str::to_string);
+    let id = format!("s{}-byst{}", ctx.seed, ctx.cycle);
+    let c = CSpec {
+        id: id.clone(),
+        args: sh("while :; do sleep 3600 & wait $!; done"),
+        options: ctx.default_options(),
+        ..Default::default()
+    };
+    let pid = ctx.run(&c).ok_or("the bystander container did not start")?;
+    let start = proc_start_time(pid as i32).ok_or("no start time of the bystander's init")?;
+    ctx.bystanders = Some(Bystanders {
+        id,
+        pid,
+        start,
+        host,
+        cgroup,
+    });
+    Ok(())
+}
+
+pub fn stop_bystanders(ctx: &mut Ctx) {
+    let Some(b) = ctx.bystanders.take() else {
+        return;
+    };
+    ctx.finish(&b.id);
+    ctx.host.keep_cgroup = None;
 }
 
 fn stop_pod(ctx: &mut Ctx) {
@@ -365,6 +405,9 @@ fn run(o: Opts) -> Result<usize, String> {
     if let Err(e) = start_pod(&mut ctx) {
         ctx.violation("harness", "-", format!("starting the pod: {e}"));
     }
+    if let Err(e) = start_bystanders(&mut ctx) {
+        ctx.violation("harness", "-", format!("starting the bystanders: {e}"));
+    }
     let t0 = Instant::now();
     let weights: Vec<u64> = o.faults.iter().map(|f| faults::weight(f)).collect();
     let mut done = 0u64;
@@ -406,10 +449,11 @@ fn run(o: Opts) -> Result<usize, String> {
             ctx.violation("harness", "-", format!("the cycle panicked: {m}"));
         }
         let pod_id = ctx.pod.as_ref().map(|p| p.id.clone());
+        let byst_id = ctx.bystanders.as_ref().map(|b| b.id.clone());
         let left: Vec<String> = ctx
             .live
             .iter()
-            .filter(|id| Some(*id) != pod_id.as_ref())
+            .filter(|id| Some(*id) != pod_id.as_ref() && Some(*id) != byst_id.as_ref())
             .cloned()
             .collect();
         for id in left {
@@ -435,6 +479,7 @@ fn run(o: Opts) -> Result<usize, String> {
     ctx.cycle = n;
     ctx.fault = "end-of-run".into();
     checks::daemon_growth(&mut ctx);
+    stop_bystanders(&mut ctx);
     stop_pod(&mut ctx);
     let left: Vec<String> = ctx.live.iter().cloned().collect();
     for id in left {

@@ -50,7 +50,7 @@ fn repo_dir() -> PathBuf {
 }
 
 /// Our shim binary (the one the isolated containerd runs).
-fn our_binary() -> PathBuf {
+pub(super) fn our_binary() -> PathBuf {
     std::env::var_os("ROBUST_IT_SHIM_BIN")
         .filter(|v| !v.is_empty())
         .map(PathBuf::from)
@@ -61,7 +61,7 @@ fn state_root() -> PathBuf {
     env().state_dir.join("io.containerd.runtime.v2.task")
 }
 
-fn signal(pid: i32, sig: i32) {
+pub(super) fn signal(pid: i32, sig: i32) {
     assert!(pid > 1, "refusing to signal pid {pid}");
     // SAFETY: plain kill(2).
     unsafe {
@@ -71,7 +71,7 @@ fn signal(pid: i32, sig: i32) {
 
 /// The shim daemon serving a task: a containerd-shim process holding its socket and
 /// naming the container on its command line.
-fn shim_pid(ns: &str, id: &str) -> i32 {
+pub(super) fn shim_pid(ns: &str, id: &str) -> i32 {
     let addr = poll_until("the shim's address file", 5 * SEC, || shim_address(ns, id));
     let want = format!("-id {id} ");
     let pids = socket_holders(&addr);
@@ -116,12 +116,12 @@ fn mounts_under(p: &Path) -> Vec<String> {
         .collect()
 }
 
-fn log_offset() -> u64 {
+pub(super) fn log_offset() -> u64 {
     fs::metadata(&env().log).map(|m| m.len()).unwrap_or(0)
 }
 
 /// containerd's log from `off` on.
-fn log_since(off: u64) -> String {
+pub(super) fn log_since(off: u64) -> String {
     let mut s = Vec::new();
     if let Ok(mut f) = fs::File::open(&env().log) {
         let _ = f.seek(SeekFrom::Start(off));
@@ -130,7 +130,7 @@ fn log_since(off: u64) -> String {
     String::from_utf8_lossy(&s).into_owned()
 }
 
-fn log_lines_for(off: u64, id: &str) -> Vec<String> {
+pub(super) fn log_lines_for(off: u64, id: &str) -> Vec<String> {
     log_since(off)
         .lines()
         .filter(|l| l.contains(id))
@@ -169,7 +169,7 @@ fn parse_debug_duration(s: &str) -> Option<Duration> {
 }
 
 /// `timeout -k 2 <secs> <cmd>`: a bounded command; (exit code, stdout, stderr).
-fn run_bounded(cmd: &mut Command, secs: u64) -> (Option<i32>, Vec<u8>, String) {
+pub(super) fn run_bounded(cmd: &mut Command, secs: u64) -> (Option<i32>, Vec<u8>, String) {
     let prog = cmd.get_program().to_owned();
     let args: Vec<_> = cmd.get_args().map(|a| a.to_owned()).collect();
     let mut c = Command::new("timeout");
@@ -625,7 +625,7 @@ fn create(shim: Shim, id: &str, sc: &Scenario, extra: &[String]) -> u32 {
 }
 
 /// Wait until containerd has run its dead-shim cleanup of `id` and dropped the task.
-fn wait_cleanup(id: &str, b: &Path, off: u64) -> (String, Vec<String>) {
+pub(super) fn wait_cleanup(id: &str, b: &Path, off: u64) -> (String, Vec<String>) {
     let delete = poll_until(
         &format!("containerd's dead-shim cleanup of {id}"),
         15 * SEC,
@@ -973,7 +973,7 @@ shim_test!(busy_rootfs_shim_delete, limit = 120, |shim| {
 });
 
 /// `containerd-shim-robust-v2 sweep ...` (bounded): (exit code, stdout table, stderr).
-fn sweep(args: &[&str]) -> (Option<i32>, String, String) {
+pub(super) fn sweep(args: &[&str]) -> (Option<i32>, String, String) {
     let root = state_root();
     let (code, out, err) = run_bounded(
         Command::new(our_binary())
@@ -986,7 +986,7 @@ fn sweep(args: &[&str]) -> (Option<i32>, String, String) {
     (code, String::from_utf8_lossy(&out).into_owned(), err)
 }
 
-fn table_row<'a>(table: &'a str, id: &str) -> Option<&'a str> {
+pub(super) fn table_row<'a>(table: &'a str, id: &str) -> Option<&'a str> {
     table
         .lines()
         .find(|l| l.split_whitespace().nth(1) == Some(id))

@@ -52,7 +52,7 @@ macro_rules! gv_test {
 }
 
 /// The shipped runsc config (runtime-config/runsc.toml: platform ptrace, network none).
-fn runsc_config() -> PathBuf {
+pub(super) fn runsc_config() -> PathBuf {
     let p = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../runtime-config/runsc.toml");
     fs::canonicalize(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
 }
@@ -63,7 +63,7 @@ fn runsc_root(ns: &str) -> PathBuf {
 }
 
 /// `ctr run` arguments selecting runsc through our shim.
-fn run_args<'a>(cfg: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
+pub(super) fn run_args<'a>(cfg: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
     let mut a = vec![
         "run",
         "--runtime",
@@ -126,7 +126,7 @@ fn runsc_available() -> Result<(), String> {
 
 /// Returns false (after printing why) when the case must be skipped; panics on a shim
 /// failure found by the probe.
-fn runsc_or_skip(case: &str) -> bool {
+pub(super) fn runsc_or_skip(case: &str) -> bool {
     match runsc_available() {
         Ok(()) => true,
         Err(e) if e.starts_with("SHIM FAILURE") => panic!("{e}"),
@@ -139,7 +139,7 @@ fn runsc_or_skip(case: &str) -> bool {
 
 /// Processes of runsc (runsc, runsc-sandbox, runsc-gofer) whose command line names one
 /// of `ids` (as `pgrep -af runsc | grep ID` would), described.
-fn runsc_processes(ids: &[String]) -> Vec<String> {
+pub(super) fn runsc_processes(ids: &[String]) -> Vec<String> {
     let mut v = Vec::new();
     for pid in all_pids() {
         if pid as u32 == std::process::id() {
@@ -187,7 +187,7 @@ fn bundle_mounts(ns: &str, ids: &[String]) -> Vec<String> {
 
 /// Polls until nothing of runsc is left for `ids` (processes, state, mounts) and returns
 /// how long that took; panics naming what is left after `limit`.
-fn assert_runsc_gone(ns: &str, ids: &[String], limit: Duration) -> Duration {
+pub(super) fn assert_runsc_gone(ns: &str, ids: &[String], limit: Duration) -> Duration {
     let t = Instant::now();
     let mut left = Vec::new();
     let ok = poll_quiet(bound(limit), || {
@@ -219,7 +219,7 @@ fn assert_runsc_gone(ns: &str, ids: &[String], limit: Duration) -> Duration {
 }
 
 /// The pid of the shim daemon serving a task (the one process holding its socket).
-fn shim_pid_of(ns: &str, id: &str) -> i32 {
+pub(super) fn shim_pid_of(ns: &str, id: &str) -> i32 {
     let addr = shim_address(ns, id)
         .unwrap_or_else(|| panic!("no address in {}", bundle_dir(ns, id).display()));
     // A child the daemon is forking holds the socket until its exec (CLOEXEC): wait,
@@ -240,7 +240,7 @@ fn shim_pid_of(ns: &str, id: &str) -> i32 {
     h[0]
 }
 
-fn kill9(pid: i32) {
+pub(super) fn kill9(pid: i32) {
     // SAFETY: plain kill(2) of a pid we just identified as the shim daemon.
     let r = unsafe { libc::kill(pid, libc::SIGKILL) };
     assert_eq!(r, 0, "kill -9 {pid}: {}", std::io::Error::last_os_error());

@@ -5,6 +5,10 @@ pub use std::time::Duration;
 
 /// Cases driven through the containerd gRPC API.
 pub mod api_cases;
+/// Bystanders of cleanup: host processes and containers in sibling, parent, child and
+/// shared cgroups survive every delete path; a host-pid-namespace init's leftovers die
+/// with it (issue 12).
+pub mod bystander;
 /// Cases driven through the CRI API.
 pub mod cri_cases;
 /// Cases driven through `ctr` commands.

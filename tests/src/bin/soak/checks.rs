@@ -7,7 +7,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use robust_integration::{pid_alive, poll_quiet};
+use robust_integration::{pid_alive, poll_quiet, proc_start_time};
 
 use crate::client::{self, RUNNING};
 use crate::ctx::{Ctx, SEC};
@@ -33,6 +33,7 @@ pub fn after_cycle(ctx: &mut Ctx) {
     leftovers(ctx);
     records(ctx);
     pod(ctx);
+    bystanders(ctx);
 }
 
 fn zombies(ctx: &mut Ctx) {
@@ -364,6 +365,56 @@ fn pod(ctx: &mut Ctx) {
             fds,
             rss_kib,
         });
+    }
+}
+
+/// The bystanders: the host process and the container's init alive with the same pid and
+/// start time (and the host process in the same cgroups), the container RUNNING. When
+/// one was harmed, both are made again (so each later harm counts too).
+fn bystanders(ctx: &mut Ctx) {
+    let Some(b) = ctx.bystanders.as_mut() else {
+        return;
+    };
+    let (id, pid, start) = (b.id.clone(), b.pid, b.start);
+    let mut harmed: Vec<(String, String)> = Vec::new();
+    if let Err(e) = b.host.check() {
+        harmed.push(("-".into(), e));
+    }
+    match ctx.get(&id, "") {
+        Ok((p, st, ex)) if st != RUNNING || p != pid => harmed.push((
+            id.clone(),
+            format!(
+                "the bystander container is {} (pid {p}, exit {ex}); it was RUNNING as pid {pid}",
+                client::status_name(st)
+            ),
+        )),
+        Ok(_) => {}
+        Err(f) => harmed.push((
+            id.clone(),
+            format!("Tasks.Get of the bystander container: {}", f.describe()),
+        )),
+    }
+    if proc_start_time(pid as i32) != Some(start) || !pid_alive(pid as i32) {
+        harmed.push((
+            id.clone(),
+            format!("the bystander container's init {pid} is gone or not the same process"),
+        ));
+    }
+    if harmed.is_empty() {
+        return;
+    }
+    for (who, what) in harmed {
+        ctx.violation("bystander-harmed", &who, what);
+    }
+    ctx.bystanders = None;
+    ctx.host.keep_cgroup = None;
+    ctx.force_remove(&id);
+    ctx.report.notes.push(format!(
+        "the bystanders were made again after cycle {}",
+        ctx.cycle
+    ));
+    if let Err(e) = crate::start_bystanders(ctx) {
+        ctx.violation("harness", "-", format!("making the bystanders again: {e}"));
     }
 }
 

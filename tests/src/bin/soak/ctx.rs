@@ -72,6 +72,17 @@ pub struct Pod {
     pub shim: i32,
 }
 
+/// The bystanders (issue 12): a long-lived solo container and a host process in a
+/// cgroup next to the containers' (`/<ns>/s<seed>-byst-host-<pid>`); no cycle may touch
+/// them. Fields drop in order: the host process goes before its cgroup.
+pub struct Bystanders {
+    pub id: String,
+    pub pid: u32,
+    pub start: u64,
+    pub host: robust_integration::HostProcess,
+    pub cgroup: robust_integration::CgroupTree,
+}
+
 pub struct Ctx {
     pub shim: Shim,
     pub runtime: Runtime,
@@ -87,6 +98,7 @@ pub struct Ctx {
     pub cycle: u64,
     pub fault: String,
     pub pod: Option<Pod>,
+    pub bystanders: Option<Bystanders>,
     /// containers (records) that exist now: the pod and the cycle's
     pub live: HashSet<String>,
     pub expects: Vec<Expect>,

@@ -50,6 +50,8 @@ pub struct Host {
     last_gate: u32,
     /// the prefix of the run's container ids (`s<seed>-`)
     pub id_prefix: String,
+    /// the cgroup `/<ns>/<name>` of the bystander host process: not a leftover
+    pub keep_cgroup: Option<String>,
 }
 
 impl Host {
@@ -91,6 +93,7 @@ impl Host {
             restarts: 0,
             last_gate,
             id_prefix: String::new(),
+            keep_cgroup: None,
         }
     }
 
@@ -225,7 +228,7 @@ impl Host {
             let d = Path::new("/sys/fs/cgroup").join(&ctrl).join(&self.ns);
             for id in names(&d) {
                 let p = d.join(&id);
-                if live.contains(&id) || !p.is_dir() {
+                if live.contains(&id) || self.keep_cgroup.as_ref() == Some(&id) || !p.is_dir() {
                     continue;
                 }
                 let procs = fs::read_to_string(p.join("cgroup.procs")).unwrap_or_default();
@@ -284,7 +287,7 @@ impl Host {
                     v.push(format!("{pid} ({comm}){of}: {}", short(&c)));
                 }
             } else if let Some(id) = cgroup_id {
-                if !live.contains(&id) && !id.is_empty() {
+                if !live.contains(&id) && !id.is_empty() && self.keep_cgroup.as_ref() != Some(&id) {
                     v.push(format!(
                         "{pid} ({comm}) in cgroup /{}/{id}: {}",
                         self.ns,

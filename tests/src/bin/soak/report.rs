@@ -73,6 +73,11 @@ pub const CHECKS: &[(&str, &str)] = &[
         "the long-lived pod container died or changed",
     ),
     (
+        "bystander-harmed",
+        "the long-lived bystander container, or the host process next to the containers' \
+         cgroups, died or changed (pid, start time, cgroups)",
+    ),
+    (
         "daemon-growth",
         "fd count or RSS of the long-lived shim daemon grew",
     ),
