@@ -9,6 +9,9 @@
 #   make bench   both shims side by side on an isolated containerd (results/, see docs/benchmarks.md)
 #   make soak    seeded fault soak of our shim, runc then runsc (SOAK_MINUTES=2 each; docs/soak.md)
 #   make soak-reference  the same soak against containerd-shim-runc-v2 (runc)
+#   make versions      fetch containerd 1.7 / 2.1 and runsc 2024 from Debian's archive into .work/versions
+#   make test-matrix   the integration suite on containerd 1.6, 1.7 and 2.1 with both runsc releases
+#                      (MATRIX_CELLS="1.7 2.1/runsc22" picks cells; integration/matrix.sh)
 #
 # The integration harness is described in integration/README.md.
 
@@ -30,6 +33,7 @@ export IT_THREADS
 .PHONY: bench
 .PHONY: soak soak-reference
 .PHONY: fuzz fuzz-short
+.PHONY: versions test-matrix tested-with
 
 deps:
 	@bash integration/deps.sh
@@ -86,6 +90,17 @@ fuzz-short: check-cargo
 
 integration-test: deps build image
 	@bash integration/run-suite.sh
+
+versions:
+	@bash integration/versions.sh fetch
+
+# the suite once per containerd release and runsc release (integration/matrix.sh)
+test-matrix: deps build image
+	@bash integration/matrix.sh
+
+# the README's "Tested with" table from the last matrix run
+tested-with:
+	@$(PYTHON) integration/tested_with.py README.md results/tested-with.md
 
 # the isolated containerd by hand (see integration/README.md)
 it-start: deps build image

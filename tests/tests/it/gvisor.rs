@@ -131,7 +131,7 @@ pub(super) fn runsc_or_skip(case: &str) -> bool {
         Ok(()) => true,
         Err(e) if e.starts_with("SHIM FAILURE") => panic!("{e}"),
         Err(e) => {
-            eprintln!("[{case}] skipped: {e}");
+            skip(case, &e);
             false
         }
     }
@@ -380,15 +380,19 @@ gv_test!(
             .output();
         match &probe {
             Ok(o) if String::from_utf8_lossy(&o.stdout).contains("not a tty") => {
-                eprintln!(
-                    "[gvisor_ctr_tty] skipped: this runsc gives no terminal (`runsc do tty` \
-                     under script prints \"not a tty\"): known limit, see docs/gvisor.md"
+                skip(
+                    "gvisor_ctr_tty",
+                    "this runsc gives no terminal (`runsc do tty` under script prints \
+                     \"not a tty\"): known limit, see docs/gvisor.md",
                 );
                 return;
             }
             Ok(_) => {}
             Err(e) => {
-                eprintln!("[gvisor_ctr_tty] skipped: cannot run `script` to check runsc's tty: {e}");
+                skip(
+                    "gvisor_ctr_tty",
+                    &format!("cannot run `script` to check runsc's tty: {e}"),
+                );
                 return;
             }
         }
@@ -610,10 +614,13 @@ fn run_gvisor_pod(
     let pod_id = match r {
         Ok(r) => r.into_inner().pod_sandbox_id,
         Err(s) if s.message().contains("no runtime for") => {
-            eprintln!(
-                "[{case}] skipped: the isolated containerd has no `{HANDLER}` CRI handler \
-                 ({}); add it to integration/containerd.sh (see docs/gvisor.md)",
-                s.message()
+            skip(
+                case,
+                &format!(
+                    "the isolated containerd has no `{HANDLER}` CRI handler ({}); add it to \
+                     integration/containerd.sh (see docs/gvisor.md)",
+                    s.message()
+                ),
             );
             return None;
         }
