@@ -1035,7 +1035,21 @@ impl Service {
 
     pub fn do_pids(&self, req: api::PidsRequest) -> Result<api::PidsResponse> {
         let c = self.container(&req.id)?;
-        let pids = c.runc.ps(&c.id)?;
+        let stopped = c.init.status() == Status::Stopped;
+        let mut pids = match c.runc.ps(&c.id) {
+            Ok(p) => p,
+            Err(_) if stopped => Vec::new(),
+            Err(e) => return Err(e.into()),
+        };
+        // A stopped init whose task containerd has not deleted yet is still
+        // listed. containerd 1.7+ reloading its shims after a restart takes a
+        // shim that lists no process for a leaked one and deletes it without
+        // an exit event (ShimManager.loadShim): CRI would then report exit
+        // 255 "Unknown" instead of the status we hold (docs/events.md).
+        let init_pid = c.init.pid();
+        if pids.is_empty() && stopped && init_pid > 0 {
+            pids.push(init_pid);
+        }
         let execs: HashMap<i32, String> = c
             .execs
             .lock()
