@@ -249,13 +249,9 @@ impl Service {
             }
         }
         p.notify_exit();
-        let threads = match p.io.lock() {
-            Ok(mut io) => io.as_mut().map(|io| io.finish_after_exit()),
-            Err(_) => None,
-        };
-        // Output threads end by themselves at EOF; they are not joined, so
-        // a grandchild holding stdout cannot stall the exit loop.
-        drop(threads);
+        // The output copies end at EOF or `io_drain` from now: a background
+        // child holding stdout delays neither this exit nor the client.
+        p.finish_io();
         if !eid.is_empty() && c.live_execs().is_empty() {
             self.publish_held_init_exit(&c);
         }
@@ -441,7 +437,7 @@ impl Service {
                 }
             }
         };
-        let prepared = match stdio::prepare(&paths, &id) {
+        let prepared = match stdio::prepare(&paths, &id, "", cfg.timeouts.io_drain) {
             Ok(p) => p,
             Err(e) => {
                 undo_mount("stdio");
@@ -644,7 +640,7 @@ impl Service {
             ))
         })?;
         let pid_file = c.pid_file(eid);
-        let mut prepared = stdio::prepare(&p.stdio, &c.id)?;
+        let mut prepared = stdio::prepare(&p.stdio, &c.id, eid, c.config.timeouts.io_drain)?;
         let console_path = prepared.console.as_ref().map(|s| s.path().to_path_buf());
         let stdio = std::mem::take(&mut prepared.runtime);
         let opts = ExecOpts {
@@ -830,6 +826,7 @@ impl Service {
             }
         }
         p.notify_exit();
+        p.finish_io();
         self.unregister_pid(pid);
     }
 
@@ -866,6 +863,7 @@ impl Service {
                     }
                 }
                 c.init.notify_exit();
+                c.init.finish_io();
                 return Ok(());
             }
             return match c.runc.kill(&c.id, req.signal, req.all) {
