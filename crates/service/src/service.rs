@@ -1122,14 +1122,21 @@ impl Service {
     pub fn do_resize(&self, req: api::ResizePtyRequest) -> Result<()> {
         let c = self.container(&req.id)?;
         let p = c.process(&req.exec_id)?;
-        let guard = p.io.lock().map_err(|_| Error::poisoned("io"))?;
-        match guard.as_ref() {
-            Some(io) => io.resize(req.width, req.height),
-            None => Err(Error::FailedPrecondition(format!(
-                "container {} exec {:?}: process has no terminal",
+        // As containerd's runc shim answers: an exec that exited cannot be
+        // resized; any other process without a terminal (it never had one,
+        // or it was released at the exit) is resized as a no-op, since
+        // clients resize right after start and race a quick exit.
+        if !req.exec_id.is_empty() && p.status() == Status::Stopped {
+            return Err(Error::FailedPrecondition(format!(
+                "container {} exec {}: cannot resize a stopped process",
                 c.id, req.exec_id
-            ))),
+            )));
         }
+        let guard = p.io.lock().map_err(|_| Error::poisoned("io"))?;
+        if let Some(io) = guard.as_ref() {
+            io.resize(req.width, req.height)?;
+        }
+        Ok(())
     }
 
     pub fn do_connect(&self, req: api::ConnectRequest) -> Result<api::ConnectResponse> {

@@ -130,13 +130,15 @@ impl Io {
         }
     }
 
-    /// Resize the terminal, if there is one.
-    pub fn resize(&self, width: u32, height: u32) -> Result<()> {
+    /// Resize the terminal. Returns false when there is none: the process
+    /// never had one, or it was released at the exit.
+    pub fn resize(&self, width: u32, height: u32) -> Result<bool> {
         let guard = self.master.lock().map_err(|_| Error::poisoned("pty"))?;
         let Some(master) = guard.as_ref() else {
-            return Err(Error::FailedPrecondition("process has no terminal".into()));
+            return Ok(false);
         };
-        crate::pty::set_size(master, width, height).map_err(io("resize pty"))
+        crate::pty::set_size(master, width, height).map_err(io("resize pty"))?;
+        Ok(true)
     }
 
     /// After the process exited: stop waiting for stdin, release the
@@ -717,6 +719,17 @@ mod tests {
         h1.join().unwrap();
         h2.join().unwrap();
         assert!(d.warned.load(Ordering::Relaxed));
+    }
+
+    /// A process without a terminal is resized as a no-op.
+    #[test]
+    fn resize_without_a_terminal_is_a_no_op() {
+        let paths = StdioPaths::default();
+        let p = prepare(&paths, "c1", "", Duration::from_secs(1)).unwrap();
+        let io = p.finish(&paths, "c1", Duration::from_secs(1)).unwrap();
+        assert!(!io.resize(80, 24).unwrap());
+        io.finish_after_exit();
+        assert!(!io.resize(80, 24).unwrap());
     }
 
     #[test]
