@@ -50,7 +50,7 @@ fn repo_dir() -> PathBuf {
 }
 
 /// Our shim binary (the one the isolated containerd runs).
-fn our_binary() -> PathBuf {
+pub fn our_binary() -> PathBuf {
     std::env::var_os("ROBUST_IT_SHIM_BIN")
         .filter(|v| !v.is_empty())
         .map(PathBuf::from)
@@ -116,12 +116,12 @@ fn mounts_under(p: &Path) -> Vec<String> {
         .collect()
 }
 
-fn log_offset() -> u64 {
+pub fn log_offset() -> u64 {
     fs::metadata(&env().log).map(|m| m.len()).unwrap_or(0)
 }
 
 /// containerd's log from `off` on.
-fn log_since(off: u64) -> String {
+pub fn log_since(off: u64) -> String {
     let mut s = Vec::new();
     if let Ok(mut f) = fs::File::open(&env().log) {
         let _ = f.seek(SeekFrom::Start(off));

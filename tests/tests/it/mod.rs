@@ -13,6 +13,8 @@ pub mod ctr_cases;
 pub mod dead_shim;
 /// Events and state across restarts, OOMs, load and shared pid namespaces (issue 5).
 pub mod events;
+/// A process that leaves a background child holding its output: bounded drain (issue 12 A).
+pub mod exec_io;
 /// gVisor: runsc through the same shim: ctr, CRI handler `gvisor`, F2, dead shims (issue 6).
 pub mod gvisor;
 /// A runtime that hangs on one verb (integration/fault-runtime.sh): deadlines (issue 3).
