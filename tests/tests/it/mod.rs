@@ -19,5 +19,7 @@ pub mod exec_io;
 pub mod gvisor;
 /// A runtime that hangs on one verb (integration/fault-runtime.sh): deadlines (issue 3).
 pub mod hangs;
+/// Input edges: non-UTF-8 arguments, over-long ids, resize after the exit (issue 12 B).
+pub mod input_edges;
 /// Reaping on every path and bounded stops with escalation (issue 3).
 pub mod reaping;
