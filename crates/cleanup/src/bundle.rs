@@ -96,9 +96,36 @@ pub fn read_text(dir: &Path, name: &str) -> Option<String> {
     }
 }
 
-/// Read a pid file; `None` when missing, empty or not a positive number.
+/// The kernel's largest pid plus one (`/proc/sys/kernel/pid_max`); when
+/// that cannot be read, the most any kernel allows (`PID_MAX_LIMIT`, 2^22).
+pub fn pid_max() -> i32 {
+    const PID_MAX_LIMIT: i32 = 1 << 22;
+    fs::read_to_string("/proc/sys/kernel/pid_max")
+        .ok()
+        .and_then(|s| s.trim().parse::<i32>().ok())
+        .filter(|m| *m > 0)
+        .unwrap_or(PID_MAX_LIMIT)
+}
+
+/// Parse the text of a pid file: a positive number below [`pid_max`].
+/// The error says why not.
+pub fn parse_pid(text: &str) -> Result<i32, String> {
+    let shown: String = text.chars().take(40).collect();
+    let pid = match text.trim().parse::<i64>() {
+        Ok(p) if p > 0 => p,
+        _ => return Err(format!("not a positive pid: {shown:?}")),
+    };
+    let max = pid_max();
+    if pid >= i64::from(max) {
+        return Err(format!("pid {pid} is beyond the kernel's pid_max {max}"));
+    }
+    Ok(pid as i32)
+}
+
+/// Read a pid file; `None` when missing, empty, not a positive number, or
+/// a number no pid can have (at or above the kernel's `pid_max`).
 pub fn read_pid(dir: &Path, name: &str) -> Option<i32> {
-    read_text(dir, name)?.parse::<i32>().ok().filter(|p| *p > 0)
+    parse_pid(&read_text(dir, name)?).ok()
 }
 
 /// Check a directory path before anything under it is touched: absolute,
@@ -239,6 +266,14 @@ mod tests {
         assert_eq!(read_pid(d.path(), "init.pid"), None);
         fs::write(d.path().join("init.pid"), " 42\n").unwrap();
         assert_eq!(read_pid(d.path(), "init.pid"), Some(42));
+        // A number no pid can have on this kernel is no pid.
+        let max = pid_max();
+        fs::write(d.path().join("init.pid"), max.to_string()).unwrap();
+        assert_eq!(read_pid(d.path(), "init.pid"), None);
+        fs::write(d.path().join("init.pid"), (max - 1).to_string()).unwrap();
+        assert_eq!(read_pid(d.path(), "init.pid"), Some(max - 1));
+        fs::write(d.path().join("init.pid"), "2147483647").unwrap();
+        assert_eq!(read_pid(d.path(), "init.pid"), None);
         symlink("/etc/hostname", d.path().join("runtime")).unwrap();
         assert_eq!(read_text(d.path(), "runtime"), None);
         assert!(
@@ -323,5 +358,22 @@ mod tests {
         assert!(outside.path().join("keep").exists());
         // Missing: success.
         remove_tree_one_fs(&b).unwrap();
+    }
+
+    #[test]
+    fn pid_max_is_the_kernels() {
+        let max = pid_max();
+        let want: i32 = fs::read_to_string("/proc/sys/kernel/pid_max")
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap();
+        assert_eq!(max, want);
+        assert!(parse_pid(&max.to_string())
+            .unwrap_err()
+            .contains("beyond the kernel's pid_max"));
+        assert_eq!(parse_pid("1"), Ok(1));
+        assert!(parse_pid("0").unwrap_err().contains("not a positive pid"));
+        assert!(parse_pid("12a").is_err());
     }
 }

@@ -93,9 +93,10 @@ pub fn read_inputs(bundle: &Path) -> BundleInputs {
         },
     };
     let init_pid = match text(read_file(bundle, "init.pid"), "init.pid") {
-        Input::Ok(s) => match s.parse::<i32>() {
-            Ok(p) if p > 0 => Input::Ok(p),
-            _ => Input::Unusable(format!("not a positive pid: {:?}", short(&s))),
+        // Beyond the kernel's pid_max is no pid either: unknown, as missing.
+        Input::Ok(s) => match crate::bundle::parse_pid(&s) {
+            Ok(p) => Input::Ok(p),
+            Err(why) => Input::Unusable(why),
         },
         Input::Missing => Input::Missing,
         Input::Unusable(w) => Input::Unusable(w),
@@ -128,10 +129,6 @@ pub fn read_spec(bundle: &Path) -> Input<SpecInfo> {
             Err(e) => Input::Unusable(format!("invalid json: {e}")),
         },
     }
-}
-
-fn short(s: &str) -> String {
-    s.chars().take(40).collect()
 }
 
 /// The runtime the cleanup drives, and where that choice came from.
@@ -513,6 +510,16 @@ mod tests {
         let inp = read_inputs(d.path());
         assert!(matches!(inp.init_pid, Input::Unusable(_)));
         assert!(matches!(inp.runtime, Input::Unusable(_)));
+        // A pid at or beyond the kernel's pid_max is unknown, as promised
+        // in docs/cleanup.md (the pid then comes from the runtime, or is 0).
+        let max = crate::bundle::pid_max();
+        fs::write(d.path().join("init.pid"), max.to_string()).unwrap();
+        let inp = read_inputs(d.path());
+        assert!(
+            matches!(inp.init_pid, Input::Unusable(ref w) if w.contains("pid_max")),
+            "{:?}",
+            inp.init_pid
+        );
         assert!(matches!(inp.spec, Input::Unusable(_)));
         // A config.json without cgroupsPath is fine.
         fs::write(d.path().join("config.json"), "{}").unwrap();

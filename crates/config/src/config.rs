@@ -201,6 +201,9 @@ pub struct Timeouts {
     /// Retries of publishing one ordinary event (exits and OOMs are retried
     /// until delivered).
     pub publish: Duration,
+    /// After a process exited: how long its output is still copied while a
+    /// background process keeps the pipe or terminal open.
+    pub io_drain: Duration,
 }
 
 impl Default for Timeouts {
@@ -223,13 +226,14 @@ impl Default for Timeouts {
             shutdown: s(5),
             unmount: s(2),
             publish: s(30),
+            io_drain: s(2),
         }
     }
 }
 
 impl Timeouts {
     /// The keys of the `[timeouts]` table, in documentation order.
-    pub const KEYS: [&'static str; 16] = [
+    pub const KEYS: [&'static str; 17] = [
         "create",
         "start",
         "exec",
@@ -246,6 +250,7 @@ impl Timeouts {
         "shutdown",
         "unmount",
         "publish",
+        "io_drain",
     ];
 
     /// The deadline of one runtime call: `"create"`, `"start"`, `"exec"`,
@@ -298,6 +303,7 @@ impl Timeouts {
             "shutdown" => &mut self.shutdown,
             "unmount" => &mut self.unmount,
             "publish" => &mut self.publish,
+            "io_drain" => &mut self.io_drain,
             _ => return None,
         })
     }
@@ -517,6 +523,7 @@ mod tests {
                 ("shutdown", s(5)),
                 ("unmount", s(2)),
                 ("publish", s(30)),
+                ("io_drain", s(2)),
             ]
         );
         // An empty file is the defaults.
@@ -555,6 +562,7 @@ mod tests {
             shutdown = "3s"
             unmount = "1s"
             publish = "2s"
+            io_drain = "750ms"
 
             [runsc_config]
             platform = "ptrace"
@@ -583,6 +591,7 @@ mod tests {
         assert_eq!(t.stop_grace, Duration::from_secs(90));
         assert_eq!(t.kill_grace, Duration::from_millis(500));
         assert_eq!(t.default, Duration::from_secs(7));
+        assert_eq!(t.io_drain, Duration::from_millis(750));
         assert_eq!(
             c.runsc_flags(),
             vec![

@@ -11,6 +11,12 @@
 //! matched by hand: letters and digits, with single `.`, `_` or `-`
 //! separators between them. That grammar already excludes `..`, `/`, NUL
 //! and a leading `-`; the matcher still names those cases in its error.
+//!
+//! The length limit is containerd's too: 76 bytes (`identifiers.Validate`,
+//! the same in containerd 1.6 through 2.x) for namespaces, container ids
+//! and exec ids alike. containerd applies that rule to exec ids as well
+//! before it calls a shim's `Exec` (runtime v2 `shimTask.Exec`), so no id
+//! containerd sends is refused here.
 
 use crate::error::{quote, ConfigError};
 
@@ -23,14 +29,15 @@ pub const EXEC_ID: &str = "exec id";
 
 /// Longest namespace accepted, in bytes (containerd's limit).
 pub const MAX_NAMESPACE_LEN: usize = 76;
-/// Longest container or exec id accepted, in bytes.
-pub const MAX_ID_LEN: usize = 1024;
+/// Longest container or exec id accepted, in bytes (containerd's limit).
+pub const MAX_ID_LEN: usize = 76;
 
 /// Validates an identifier of the given kind.
 ///
 /// `kind` names the identifier in the error (use [`NAMESPACE`],
 /// [`CONTAINER_ID`] or [`EXEC_ID`]). A kind of `"namespace"` is limited to
-/// [`MAX_NAMESPACE_LEN`] bytes, any other kind to [`MAX_ID_LEN`].
+/// [`MAX_NAMESPACE_LEN`] bytes, any other kind to [`MAX_ID_LEN`] (both are
+/// containerd's 76).
 pub fn validate(kind: &str, id: &str) -> Result<(), ConfigError> {
     let max = if kind == NAMESPACE {
         MAX_NAMESPACE_LEN
@@ -183,16 +190,17 @@ mod tests {
     }
 
     #[test]
-    fn length_limits_depend_on_kind() {
-        let ns_max = "n".repeat(MAX_NAMESPACE_LEN);
-        validate(NAMESPACE, &ns_max).unwrap();
-        let ns_long = "n".repeat(MAX_NAMESPACE_LEN + 1);
-        assert!(reason(NAMESPACE, &ns_long).contains("longer than 76 bytes"));
-        validate(CONTAINER_ID, &ns_long).unwrap();
-        validate(CONTAINER_ID, &"i".repeat(MAX_ID_LEN)).unwrap();
-        let msg = reason(EXEC_ID, &"i".repeat(MAX_ID_LEN + 1));
-        assert!(msg.contains("longer than 1024 bytes"));
+    fn length_limit_is_containerds_76_for_every_kind() {
+        for kind in [NAMESPACE, CONTAINER_ID, EXEC_ID] {
+            validate(kind, &"i".repeat(76)).unwrap();
+            let msg = reason(kind, &"i".repeat(77));
+            assert!(msg.contains("longer than 76 bytes"), "{msg}");
+            assert!(msg.starts_with(&format!("invalid {kind} ")), "{msg}");
+        }
+        // A 64-hex id (CRI's and docker's container and exec ids) fits.
+        validate(EXEC_ID, &"0123456789abcdef".repeat(4)).unwrap();
         // The message quotes a shortened id, not all of it.
-        assert!(msg.len() < 200);
+        let msg = reason(CONTAINER_ID, &"i".repeat(4096));
+        assert!(msg.len() < 200, "{msg}");
     }
 }

@@ -109,6 +109,16 @@ impl Process {
         self.exited.notify_all();
     }
 
+    /// The process exited: close its stdin, release its terminal, and let
+    /// its output drain for `io_drain` at most.
+    pub fn finish_io(&self) {
+        if let Ok(io) = self.io.lock() {
+            if let Some(io) = io.as_ref() {
+                io.finish_after_exit();
+            }
+        }
+    }
+
     /// Wait up to `timeout` for the exit; `None` if it has not happened.
     pub fn wait_timeout(&self, timeout: std::time::Duration) -> Option<(u32, SystemTime)> {
         let deadline = std::time::Instant::now() + timeout;

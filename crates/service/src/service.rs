@@ -253,13 +253,9 @@ impl Service {
             }
         }
         p.notify_exit();
-        let threads = match p.io.lock() {
-            Ok(mut io) => io.as_mut().map(|io| io.finish_after_exit()),
-            Err(_) => None,
-        };
-        // Output threads end by themselves at EOF; they are not joined, so
-        // a grandchild holding stdout cannot stall the exit loop.
-        drop(threads);
+        // The output copies end at EOF or `io_drain` from now: a background
+        // child holding stdout delays neither this exit nor the client.
+        p.finish_io();
         if !eid.is_empty() && c.live_execs().is_empty() {
             self.publish_held_init_exit(&c);
         }
@@ -440,7 +436,7 @@ impl Service {
                 }
             }
         };
-        let prepared = match stdio::prepare(&paths, &id) {
+        let prepared = match stdio::prepare(&paths, &id, "", cfg.timeouts.io_drain) {
             Ok(p) => p,
             Err(e) => {
                 undo_mount("stdio");
@@ -674,7 +670,7 @@ impl Service {
             ))
         })?;
         let pid_file = c.pid_file(eid);
-        let mut prepared = stdio::prepare(&p.stdio, &c.id)?;
+        let mut prepared = stdio::prepare(&p.stdio, &c.id, eid, c.config.timeouts.io_drain)?;
         let console_path = prepared.console.as_ref().map(|s| s.path().to_path_buf());
         let stdio = std::mem::take(&mut prepared.runtime);
         let opts = ExecOpts {
@@ -860,6 +856,7 @@ impl Service {
             }
         }
         p.notify_exit();
+        p.finish_io();
         self.unregister_pid(pid);
     }
 
@@ -896,6 +893,7 @@ impl Service {
                     }
                 }
                 c.init.notify_exit();
+                c.init.finish_io();
                 return Ok(());
             }
             return match self.signal_container(&c, req.signal, req.all) {
@@ -1169,14 +1167,21 @@ impl Service {
     pub fn do_resize(&self, req: api::ResizePtyRequest) -> Result<()> {
         let c = self.container(&req.id)?;
         let p = c.process(&req.exec_id)?;
-        let guard = p.io.lock().map_err(|_| Error::poisoned("io"))?;
-        match guard.as_ref() {
-            Some(io) => io.resize(req.width, req.height),
-            None => Err(Error::FailedPrecondition(format!(
-                "container {} exec {:?}: process has no terminal",
+        // As containerd's runc shim answers: an exec that exited cannot be
+        // resized; any other process without a terminal (it never had one,
+        // or it was released at the exit) is resized as a no-op, since
+        // clients resize right after start and race a quick exit.
+        if !req.exec_id.is_empty() && p.status() == Status::Stopped {
+            return Err(Error::FailedPrecondition(format!(
+                "container {} exec {}: cannot resize a stopped process",
                 c.id, req.exec_id
-            ))),
+            )));
         }
+        let guard = p.io.lock().map_err(|_| Error::poisoned("io"))?;
+        if let Some(io) = guard.as_ref() {
+            io.resize(req.width, req.height)?;
+        }
+        Ok(())
     }
 
     pub fn do_connect(&self, req: api::ConnectRequest) -> Result<api::ConnectResponse> {

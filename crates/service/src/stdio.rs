@@ -5,6 +5,12 @@
 //! (which never waits for a peer), the stdin FIFO is opened non-blocking and
 //! polled together with a stop eventfd, so `CloseIO`, an exit or a shutdown
 //! always ends the copy thread.
+//!
+//! An output copy ends at EOF, which normally comes when the process exits.
+//! A background child that inherited the process's stdout (`sleep 60 &`)
+//! keeps the pipe (or the pty slave) open after that exit: the copy then
+//! drains for at most `timeouts.io_drain` after the exit and stops, closing
+//! containerd's FIFO so its client sees the end of the output.
 
 use std::fs::{File, OpenOptions};
 use std::io::{ErrorKind, Read, Write};
@@ -12,9 +18,10 @@ use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::os::unix::fs::OpenOptionsExt;
 use std::os::unix::net::UnixListener;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::eventfd::{EfdFlags, EventFd};
@@ -44,18 +51,48 @@ pub struct Prepared {
 pub struct Io {
     stop_stdin: Option<Arc<EventFd>>,
     master: Mutex<Option<Arc<OwnedFd>>>,
-    threads: Vec<JoinHandle<()>>,
+    /// Shared with the output copies: tells them the process exited.
+    drain: Arc<Drain>,
+}
+
+/// What the output copies of one process share: the signal that the
+/// process exited, and how long they may drain after it.
+struct Drain {
+    exited: EventFd,
+    bound: Duration,
+    cid: String,
+    eid: String,
+    /// The bound was hit and logged (once per process, not per copy).
+    warned: AtomicBool,
+}
+
+impl Drain {
+    fn new(cid: &str, eid: &str, bound: Duration) -> Result<Drain> {
+        Ok(Drain {
+            exited: eventfd()?,
+            bound,
+            cid: cid.to_string(),
+            eid: eid.to_string(),
+            warned: AtomicBool::new(false),
+        })
+    }
+
+    fn bound_hit(&self) {
+        if !self.warned.swap(true, Ordering::Relaxed) {
+            log::warn!(
+                "msg=\"output still open after the process exited (a background process holds it); stopped copying\" id={} exec_id={} io_drain={:?}",
+                self.cid,
+                self.eid,
+                self.bound
+            );
+        }
+    }
 }
 
 impl Prepared {
     /// For a terminal: receive the pty master the runtime sent and start
     /// copying through it. Without one this just hands over the copies.
-    pub fn finish(
-        mut self,
-        paths: &StdioPaths,
-        id: &str,
-        timeout: std::time::Duration,
-    ) -> Result<Io> {
+    pub fn finish(mut self, paths: &StdioPaths, id: &str, timeout: Duration) -> Result<Io> {
         if let Some(console) = self.console.take() {
             let master = Arc::new(console.receive(id, timeout)?);
             if !paths.stdout.is_empty() {
@@ -66,7 +103,7 @@ impl Prepared {
                         .try_clone_to_owned()
                         .map_err(io("dup pty master"))?,
                 );
-                self.io.threads.push(spawn_copy_out(src, out, id)?);
+                spawn_copy_out(src, out, self.io.drain.clone())?;
             }
             if !paths.stdin.is_empty() {
                 let dst = File::from(
@@ -76,9 +113,7 @@ impl Prepared {
                         .map_err(io("dup pty master"))?,
                 );
                 let stop = Arc::new(eventfd()?);
-                self.io
-                    .threads
-                    .push(spawn_copy_in(&paths.stdin, dst, stop.clone(), id)?);
+                spawn_copy_in(&paths.stdin, dst, stop.clone(), id)?;
                 self.io.stop_stdin = Some(stop);
             }
             *self.io.master.lock().map_err(|_| Error::poisoned("pty"))? = Some(master);
@@ -95,31 +130,36 @@ impl Io {
         }
     }
 
-    /// Resize the terminal, if there is one.
-    pub fn resize(&self, width: u32, height: u32) -> Result<()> {
+    /// Resize the terminal. Returns false when there is none: the process
+    /// never had one, or it was released at the exit.
+    pub fn resize(&self, width: u32, height: u32) -> Result<bool> {
         let guard = self.master.lock().map_err(|_| Error::poisoned("pty"))?;
         let Some(master) = guard.as_ref() else {
-            return Err(Error::FailedPrecondition("process has no terminal".into()));
+            return Ok(false);
         };
-        crate::pty::set_size(master, width, height).map_err(io("resize pty"))
+        crate::pty::set_size(master, width, height).map_err(io("resize pty"))?;
+        Ok(true)
     }
 
-    /// After the process exited: stop waiting for stdin and let output
-    /// copies drain. Returns the copy threads to join (they end at EOF).
-    pub fn finish_after_exit(&mut self) -> Vec<JoinHandle<()>> {
+    /// After the process exited: stop waiting for stdin, release the
+    /// terminal, and start the output copies' drain: they end at EOF or
+    /// `io_drain` from now, whichever comes first.
+    pub fn finish_after_exit(&self) {
         self.close_stdin();
         if let Ok(mut m) = self.master.lock() {
             // Output through the pty ends when the last slave closes; the
             // copy thread holds its own duplicate of the master.
             m.take();
         }
-        std::mem::take(&mut self.threads)
+        let _ = self.drain.exited.write(1);
     }
 }
 
 impl Drop for Io {
     fn drop(&mut self) {
+        // Nobody tracks the process any more: its copies drain and stop.
         self.close_stdin();
+        let _ = self.drain.exited.write(1);
     }
 }
 
@@ -132,12 +172,14 @@ fn eventfd() -> Result<EventFd> {
         .map_err(|e| Error::Io(format!("create eventfd: {e}")))
 }
 
-/// Set up stdio for a process before the runtime call.
-pub fn prepare(paths: &StdioPaths, id: &str) -> Result<Prepared> {
+/// Set up stdio for process `eid` (empty for the init) of container `id`
+/// before the runtime call. `drain`: how long output is still copied after
+/// the process exited (`timeouts.io_drain`).
+pub fn prepare(paths: &StdioPaths, id: &str, eid: &str, drain: Duration) -> Result<Prepared> {
     let mut io_state = Io {
         stop_stdin: None,
         master: Mutex::new(None),
-        threads: Vec::new(),
+        drain: Arc::new(Drain::new(id, eid, drain)?),
     };
     let mut runtime = robust_runtime::Stdio::default();
     if paths.terminal {
@@ -152,12 +194,7 @@ pub fn prepare(paths: &StdioPaths, id: &str) -> Result<Prepared> {
         let (r, w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
             .map_err(|e| Error::Io(format!("create stdin pipe: {e}")))?;
         let stop = Arc::new(eventfd()?);
-        io_state.threads.push(spawn_copy_in(
-            &paths.stdin,
-            File::from(w),
-            stop.clone(),
-            id,
-        )?);
+        spawn_copy_in(&paths.stdin, File::from(w), stop.clone(), id)?;
         io_state.stop_stdin = Some(stop);
         runtime.stdin = Some(r);
     }
@@ -171,9 +208,7 @@ pub fn prepare(paths: &StdioPaths, id: &str) -> Result<Prepared> {
         let out = open_output(path)?;
         let (r, w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
             .map_err(|e| Error::Io(format!("create output pipe: {e}")))?;
-        io_state
-            .threads
-            .push(spawn_copy_out(File::from(r), out, id)?);
+        spawn_copy_out(File::from(r), out, io_state.drain.clone())?;
         *slot = Some(w);
     }
     Ok(Prepared {
@@ -211,29 +246,129 @@ fn open_output(uri: &str) -> Result<File> {
         .map_err(|e| Error::Io(format!("open output fifo {path}: {e}")))
 }
 
-fn spawn_copy_out(mut src: File, mut dst: File, id: &str) -> Result<JoinHandle<()>> {
-    let id = id.to_string();
+fn spawn_copy_out(src: File, dst: File, drain: Arc<Drain>) -> Result<JoinHandle<()>> {
     std::thread::Builder::new()
         .name("copy-out".into())
         .stack_size(64 * 1024)
         .spawn(move || {
-            let mut buf = vec![0u8; 32 * 1024];
-            loop {
-                match src.read(&mut buf) {
-                    Ok(0) => break,
-                    Ok(n) => {
-                        if let Err(e) = dst.write_all(&buf[..n]) {
-                            log::debug!("msg=\"output copy ended\" id={id} error=\"{e}\"");
-                            break;
-                        }
-                    }
-                    Err(e) if e.kind() == ErrorKind::Interrupted => continue,
-                    // EIO: the pty's last slave closed.
-                    Err(_) => break,
-                }
+            if copy_out(src, dst, &drain) == CopyEnd::Bound {
+                drain.bound_hit();
             }
         })
         .map_err(io("start output copy thread"))
+}
+
+/// How an output copy ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum CopyEnd {
+    /// EOF (or EIO: the pty's last slave closed), or an error.
+    Done,
+    /// The drain bound after the exit passed with the source still open.
+    Bound,
+}
+
+/// The poll timeout until `deadline` (none: wait for ever).
+fn poll_timeout(deadline: Option<Instant>) -> PollTimeout {
+    match deadline {
+        None => PollTimeout::NONE,
+        Some(d) => {
+            let left = d.saturating_duration_since(Instant::now());
+            // Round up: a wake-up just before the deadline would spin.
+            let ms = left.as_micros().div_ceil(1000).min(i32::MAX as u128) as i32;
+            PollTimeout::try_from(ms).unwrap_or(PollTimeout::MAX)
+        }
+    }
+}
+
+/// Wait until `fd` has `events`, the process exits (which starts the
+/// drain: `deadline` is set) or the deadline passes. Returns false once the
+/// deadline has passed.
+fn wait_for(
+    fd: std::os::fd::BorrowedFd<'_>,
+    events: PollFlags,
+    drain: &Drain,
+    deadline: &mut Option<Instant>,
+) -> bool {
+    loop {
+        if deadline.is_some_and(|d| Instant::now() >= d) {
+            return false;
+        }
+        let mut fds = [
+            PollFd::new(fd, events),
+            PollFd::new(drain.exited.as_fd(), PollFlags::POLLIN),
+        ];
+        // Once the drain runs, the exit no longer needs watching.
+        let n = if deadline.is_some() { 1 } else { 2 };
+        match poll(&mut fds[..n], poll_timeout(*deadline)) {
+            Ok(_) => {}
+            Err(nix::errno::Errno::EINTR) => continue,
+            // Cannot wait: let the caller's read or write decide.
+            Err(_) => return true,
+        }
+        if n == 2 && fds[1].revents().is_some_and(|r| !r.is_empty()) {
+            *deadline = Some(Instant::now() + drain.bound);
+        }
+        if fds[0].revents().is_some_and(|r| !r.is_empty()) {
+            return true;
+        }
+    }
+}
+
+/// Copy `src` to `dst` until EOF, or until `io_drain` after the exit. The
+/// destination is written non-blocking, so a client that stopped reading
+/// holds the copy only until that bound too.
+fn copy_out(mut src: File, mut dst: File, drain: &Drain) -> CopyEnd {
+    if let Err(e) = set_nonblocking(&dst) {
+        log::debug!(
+            "msg=\"output stays blocking\" id={} exec_id={} error=\"{e}\"",
+            drain.cid,
+            drain.eid
+        );
+    }
+    let mut deadline: Option<Instant> = None;
+    let mut buf = vec![0u8; 32 * 1024];
+    loop {
+        if !wait_for(src.as_fd(), PollFlags::POLLIN, drain, &mut deadline) {
+            return CopyEnd::Bound;
+        }
+        let n = match src.read(&mut buf) {
+            Ok(0) => return CopyEnd::Done,
+            Ok(n) => n,
+            Err(e) if matches!(e.kind(), ErrorKind::Interrupted | ErrorKind::WouldBlock) => {
+                continue
+            }
+            // EIO: the pty's last slave closed.
+            Err(_) => return CopyEnd::Done,
+        };
+        let mut out = &buf[..n];
+        while !out.is_empty() {
+            match dst.write(out) {
+                Ok(0) => return CopyEnd::Done,
+                Ok(w) => out = &out[w..],
+                Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                Err(e) if e.kind() == ErrorKind::WouldBlock => {
+                    if !wait_for(dst.as_fd(), PollFlags::POLLOUT, drain, &mut deadline) {
+                        return CopyEnd::Bound;
+                    }
+                }
+                Err(e) => {
+                    log::debug!(
+                        "msg=\"output copy ended\" id={} exec_id={} error=\"{e}\"",
+                        drain.cid,
+                        drain.eid
+                    );
+                    return CopyEnd::Done;
+                }
+            }
+        }
+    }
+}
+
+fn set_nonblocking(f: &File) -> nix::Result<()> {
+    use nix::fcntl::{fcntl, FcntlArg, OFlag};
+    let flags = OFlag::from_bits_truncate(fcntl(f.as_raw_fd(), FcntlArg::F_GETFL)?);
+    fcntl(f.as_raw_fd(), FcntlArg::F_SETFL(flags | OFlag::O_NONBLOCK))?;
+    Ok(())
 }
 
 fn spawn_copy_in(path: &str, dst: File, stop: Arc<EventFd>, id: &str) -> Result<JoinHandle<()>> {
@@ -447,6 +582,154 @@ mod tests {
         copier.join().unwrap();
         assert_eq!(reader.join().unwrap(), 100_000);
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    fn pipe() -> (File, File) {
+        let (r, w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).unwrap();
+        (File::from(r), File::from(w))
+    }
+
+    fn drain(bound: Duration) -> Arc<Drain> {
+        Arc::new(Drain::new("c1", "e1", bound).unwrap())
+    }
+
+    /// Reads `r` to EOF on a thread; returns what it got.
+    fn collect(mut r: File) -> std::thread::JoinHandle<Vec<u8>> {
+        std::thread::spawn(move || {
+            let mut got = Vec::new();
+            r.read_to_end(&mut got).unwrap();
+            got
+        })
+    }
+
+    /// A process that writes and exits loses nothing, and its copy ends at
+    /// EOF, long before the drain bound.
+    #[test]
+    fn output_written_before_the_exit_is_all_delivered() {
+        let (src_r, mut src_w) = pipe();
+        let (dst_r, dst_w) = pipe();
+        let d = drain(Duration::from_secs(30));
+        let copier = std::thread::spawn({
+            let d = d.clone();
+            move || copy_out(src_r, dst_w, &d)
+        });
+        let reader = collect(dst_r);
+        let data: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
+        src_w.write_all(&data).unwrap();
+        drop(src_w); // the process exits: EOF
+        d.exited.write(1).unwrap();
+        let t = Instant::now();
+        assert_eq!(copier.join().unwrap(), CopyEnd::Done);
+        assert!(t.elapsed() < Duration::from_secs(5), "{:?}", t.elapsed());
+        assert_eq!(reader.join().unwrap(), data);
+        assert!(!d.warned.load(Ordering::Relaxed));
+    }
+
+    /// A background child keeps the pipe open after the exit: the copy
+    /// delivers what was written, then stops at the drain bound, not at
+    /// EOF, and closes its destination.
+    #[test]
+    fn an_open_pipe_after_the_exit_is_drained_for_the_bound_only() {
+        let bound = Duration::from_millis(400);
+        let (src_r, mut src_w) = pipe();
+        let (dst_r, dst_w) = pipe();
+        let d = drain(bound);
+        let copier = std::thread::spawn({
+            let d = d.clone();
+            move || {
+                let end = copy_out(src_r, dst_w, &d);
+                (end, Instant::now())
+            }
+        });
+        let reader = collect(dst_r);
+        src_w.write_all(b"before the exit\n").unwrap();
+        let exited = Instant::now();
+        d.exited.write(1).unwrap();
+        let (end, at) = copier.join().unwrap();
+        assert_eq!(end, CopyEnd::Bound);
+        let took = at.duration_since(exited);
+        assert!(took >= bound, "stopped {took:?} after the exit");
+        assert!(took < bound + Duration::from_secs(2), "{took:?}");
+        // The destination is closed: the reader saw EOF and all the data.
+        assert_eq!(reader.join().unwrap(), b"before the exit\n");
+        drop(src_w);
+    }
+
+    /// Without an exit there is no bound: a source held open keeps the copy
+    /// going; the bound only counts from the exit.
+    #[test]
+    fn the_bound_counts_from_the_exit() {
+        let bound = Duration::from_millis(300);
+        let (src_r, mut src_w) = pipe();
+        let (dst_r, dst_w) = pipe();
+        let d = drain(bound);
+        let copier = std::thread::spawn({
+            let d = d.clone();
+            move || (copy_out(src_r, dst_w, &d), Instant::now())
+        });
+        let reader = collect(dst_r);
+        // Longer than the bound, with no exit: the copy still runs and
+        // still copies.
+        std::thread::sleep(bound * 3);
+        assert!(!copier.is_finished());
+        src_w.write_all(b"late").unwrap();
+        let exited = Instant::now();
+        d.exited.write(1).unwrap();
+        let (end, at) = copier.join().unwrap();
+        assert_eq!(end, CopyEnd::Bound);
+        assert!(at.duration_since(exited) >= bound);
+        assert_eq!(reader.join().unwrap(), b"late");
+    }
+
+    /// A destination nobody reads (a client that went away) holds the copy
+    /// only until the drain bound after the exit.
+    #[test]
+    fn a_destination_nobody_reads_is_given_up_at_the_bound() {
+        let bound = Duration::from_millis(300);
+        let (src_r, mut src_w) = pipe();
+        let (_dst_r, dst_w) = pipe();
+        let d = drain(bound);
+        let copier = std::thread::spawn({
+            let d = d.clone();
+            move || copy_out(src_r, dst_w, &d)
+        });
+        // More than both pipe buffers: the copy blocks on its destination.
+        let writer = std::thread::spawn(move || {
+            let _ = src_w.write_all(&vec![b'x'; 256 * 1024]);
+        });
+        d.exited.write(1).unwrap();
+        let t = Instant::now();
+        assert_eq!(copier.join().unwrap(), CopyEnd::Bound);
+        assert!(t.elapsed() < bound + Duration::from_secs(2));
+        // The copy closed its source: the writer is not left blocked.
+        writer.join().unwrap();
+    }
+
+    /// stdout and stderr of one process hitting the bound log one line.
+    #[test]
+    fn the_bound_is_reported_once_per_process() {
+        let d = drain(Duration::from_millis(100));
+        let (a_r, _a_w) = pipe();
+        let (b_r, _b_w) = pipe();
+        let (_x, out_a) = pipe();
+        let (_y, out_b) = pipe();
+        let h1 = spawn_copy_out(a_r, out_a, d.clone()).unwrap();
+        let h2 = spawn_copy_out(b_r, out_b, d.clone()).unwrap();
+        d.exited.write(1).unwrap();
+        h1.join().unwrap();
+        h2.join().unwrap();
+        assert!(d.warned.load(Ordering::Relaxed));
+    }
+
+    /// A process without a terminal is resized as a no-op.
+    #[test]
+    fn resize_without_a_terminal_is_a_no_op() {
+        let paths = StdioPaths::default();
+        let p = prepare(&paths, "c1", "", Duration::from_secs(1)).unwrap();
+        let io = p.finish(&paths, "c1", Duration::from_secs(1)).unwrap();
+        assert!(!io.resize(80, 24).unwrap());
+        io.finish_after_exit();
+        assert!(!io.resize(80, 24).unwrap());
     }
 
     #[test]

@@ -126,6 +126,7 @@ impl Service {
             }
         }
         c.init.notify_exit();
+        c.init.finish_io();
         report(c, false, steps, started)
     }
 

@@ -1,7 +1,12 @@
 //! The command line containerd uses, parsed the way Go's `flag` package
 //! does: `-name value`, `-name=value`, `--name`, boolean flags alone.
+//!
+//! Arguments are read as the OS gives them (`args_os`): one that is not
+//! UTF-8 is refused with an error naming it, never a panic.
 
 use std::collections::BTreeMap;
+use std::ffi::OsString;
+use std::os::unix::ffi::OsStrExt;
 
 /// Parsed arguments.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -29,22 +34,81 @@ pub struct Args {
 
 const BOOL_FLAGS: &[&str] = &["debug", "v", "version", "info", "dry-run"];
 
-pub fn parse<I: IntoIterator<Item = String>>(argv: I) -> Result<Args, String> {
+/// Why a command line was refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ArgsError {
+    /// Malformed: a missing value, a bad boolean, an extra argument.
+    Usage(String),
+    /// An argument that is not UTF-8 (ids, namespaces and paths are text).
+    NotUtf8(String),
+}
+
+impl ArgsError {
+    /// The exit status: 2 for usage errors (as Go's `flag` package), 1 for
+    /// an argument whose value is refused.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            ArgsError::Usage(_) => 2,
+            ArgsError::NotUtf8(_) => 1,
+        }
+    }
+}
+
+impl std::fmt::Display for ArgsError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ArgsError::Usage(m) | ArgsError::NotUtf8(m) => f.write_str(m),
+        }
+    }
+}
+
+/// The bytes of `s`, non-ASCII escaped (`\xff`), for an error message.
+fn escaped(s: &std::ffi::OsStr) -> String {
+    s.as_bytes().escape_ascii().to_string()
+}
+
+/// `arg` (the `n`th argument, 1-based) as text, or an error naming it.
+fn token(arg: OsString, n: usize) -> Result<String, ArgsError> {
+    arg.into_string().map_err(|raw| {
+        let bytes = raw.as_bytes();
+        let flag = bytes
+            .strip_prefix(b"--")
+            .or_else(|| bytes.strip_prefix(b"-"));
+        ArgsError::NotUtf8(match flag {
+            Some(f) => match f.iter().position(|&b| b == b'=') {
+                Some(eq) if std::str::from_utf8(&f[..eq]).is_ok() => format!(
+                    "flag -{}: value \"{}\" is not valid UTF-8",
+                    String::from_utf8_lossy(&f[..eq]),
+                    f[eq + 1..].escape_ascii()
+                ),
+                _ => format!("flag \"{}\" is not valid UTF-8", escaped(&raw)),
+            },
+            None => format!("argument {n} \"{}\" is not valid UTF-8", escaped(&raw)),
+        })
+    })
+}
+
+pub fn parse<I, T>(argv: I) -> Result<Args, ArgsError>
+where
+    I: IntoIterator<Item = T>,
+    T: Into<OsString>,
+{
     let mut a = Args::default();
-    let mut it = argv.into_iter().peekable();
-    while let Some(arg) = it.next() {
+    let mut it = argv.into_iter().map(Into::into).enumerate();
+    while let Some((i, arg)) = it.next() {
+        let arg = token(arg, i + 1)?;
         let Some(flag) = arg.strip_prefix("--").or_else(|| arg.strip_prefix('-')) else {
             if a.action.is_empty() {
                 a.action = arg;
                 continue;
             }
-            return Err(format!(
+            return Err(ArgsError::Usage(format!(
                 "unexpected argument {arg:?} after action {:?}",
                 a.action
-            ));
+            )));
         };
         if flag.is_empty() {
-            return Err("empty flag".into());
+            return Err(ArgsError::Usage("empty flag".into()));
         }
         let (name, inline) = match flag.split_once('=') {
             Some((n, v)) => (n.to_string(), Some(v.to_string())),
@@ -54,7 +118,11 @@ pub fn parse<I: IntoIterator<Item = String>>(argv: I) -> Result<Args, String> {
             let on = match inline.as_deref() {
                 None | Some("true") | Some("1") => true,
                 Some("false") | Some("0") => false,
-                Some(v) => return Err(format!("flag -{name}: invalid boolean {v:?}")),
+                Some(v) => {
+                    return Err(ArgsError::Usage(format!(
+                        "flag -{name}: invalid boolean {v:?}"
+                    )))
+                }
             };
             match name.as_str() {
                 "debug" => a.debug = on,
@@ -66,9 +134,17 @@ pub fn parse<I: IntoIterator<Item = String>>(argv: I) -> Result<Args, String> {
         }
         let value = match inline {
             Some(v) => v,
-            None => it
-                .next()
-                .ok_or_else(|| format!("flag -{name} needs a value"))?,
+            None => {
+                let (_, v) = it
+                    .next()
+                    .ok_or_else(|| ArgsError::Usage(format!("flag -{name} needs a value")))?;
+                v.into_string().map_err(|raw| {
+                    ArgsError::NotUtf8(format!(
+                        "flag -{name}: value \"{}\" is not valid UTF-8",
+                        escaped(&raw)
+                    ))
+                })?
+            }
         };
         match name.as_str() {
             "namespace" => a.namespace = value,
@@ -91,8 +167,14 @@ pub fn parse<I: IntoIterator<Item = String>>(argv: I) -> Result<Args, String> {
 mod tests {
     use super::*;
 
+    use std::os::unix::ffi::OsStringExt;
+
     fn p(s: &[&str]) -> Args {
         parse(s.iter().map(|s| s.to_string())).unwrap()
+    }
+
+    fn raw(b: &[u8]) -> OsString {
+        OsString::from_vec(b.to_vec())
     }
 
     #[test]
@@ -159,5 +241,34 @@ mod tests {
         assert!(parse(["-id".to_string()]).is_err());
         assert!(parse(["start".to_string(), "extra".to_string()]).is_err());
         assert!(parse(["-debug=maybe".to_string()]).is_err());
+    }
+
+    #[test]
+    fn non_utf8_arguments_are_refused_by_name() {
+        let err = |argv: Vec<OsString>| parse(argv).unwrap_err();
+        let e = err(vec![raw(b"-id"), raw(b"ab\xffc"), raw(b"delete")]);
+        assert_eq!(
+            e,
+            ArgsError::NotUtf8("flag -id: value \"ab\\xffc\" is not valid UTF-8".into())
+        );
+        assert_eq!(e.exit_code(), 1);
+        let e = err(vec![raw(b"-namespace=k8s\xfe"), raw(b"start")]);
+        assert_eq!(
+            e.to_string(),
+            "flag -namespace: value \"k8s\\xfe\" is not valid UTF-8"
+        );
+        let e = err(vec![raw(b"--address"), raw(b"/run/\xc3(")]);
+        assert!(e.to_string().starts_with("flag -address: "), "{e}");
+        let e = err(vec![raw(b"-i\xffd"), raw(b"x")]);
+        assert_eq!(e.to_string(), "flag \"-i\\xffd\" is not valid UTF-8");
+        let e = err(vec![raw(b"-id"), raw(b"x"), raw(b"del\xffete")]);
+        assert_eq!(
+            e.to_string(),
+            "argument 3 \"del\\xffete\" is not valid UTF-8"
+        );
+        // Valid UTF-8 that is not ASCII is text: the id rules judge it later.
+        assert_eq!(p(&["-id", "é", "delete"]).id, "é");
+        // Usage errors keep Go's exit status.
+        assert_eq!(parse(["-id"]).unwrap_err().exit_code(), 2);
     }
 }

@@ -61,6 +61,17 @@ pub fn run(args: Args) -> Result<()> {
             robust_service::error::panic_message(info.payload())
         );
     }));
+    // `start` checked these before spawning us; a daemon run by hand (or
+    // by anything else) is held to the same rules before it touches a path.
+    if let Err(e) = robust_config::ids::validate_namespace(&args.namespace)
+        .and_then(|()| robust_config::ids::validate_container_id(&args.id))
+    {
+        log::error!(
+            "msg=\"shim daemon refused its arguments\" error={}",
+            logger::quote(&e.to_string())
+        );
+        return Err(e.into());
+    }
     for (k, v) in &args.unknown {
         log::warn!(
             "msg=\"unknown flag ignored\" flag={k} value={}",

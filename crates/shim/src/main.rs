@@ -12,11 +12,12 @@ mod sweep;
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
-    let args = match args::parse(std::env::args().skip(1)) {
+    // args_os: an argument that is not UTF-8 is an error, not a panic.
+    let args = match args::parse(std::env::args_os().skip(1)) {
         Ok(a) => a,
         Err(e) => {
             eprintln!("containerd-shim-robust-v2: {e}");
-            return ExitCode::from(2);
+            return ExitCode::from(e.exit_code());
         }
     };
     if args.version {
