@@ -30,7 +30,7 @@ pub fn run(args: Args) -> Result<()> {
         // would be in the way of the group's next `start`.
         let group = group_of(&bundle_dir, &args.id);
         let sock = crate::start::socket_path(
-            std::path::Path::new("/run/containerd/s"),
+            std::path::Path::new(crate::start::DEFAULT_SOCKET_DIR),
             &args.address,
             &args.namespace,
             &group,

@@ -52,13 +52,27 @@ pub fn socket_path(
     socket_dir.join(hex)
 }
 
+/// containerd's default directory of shim sockets.
+pub const DEFAULT_SOCKET_DIR: &str = "/run/containerd/s";
+
+/// Where the group's socket goes: the `socket_dir` of containerd 2.3's
+/// bootstrap when it names one, else containerd's default.
+pub fn socket_dir_of(start: &robust_config::start_input::StartInput) -> PathBuf {
+    start
+        .bootstrap
+        .as_ref()
+        .and_then(|b| b.socket_dir.clone())
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(DEFAULT_SOCKET_DIR))
+}
+
 pub fn run(mut args: Args) -> Result<()> {
     let bundle_dir = std::env::current_dir().context("bundle: current directory")?;
     let mut input = Vec::new();
     let _ = std::io::stdin().read_to_end(&mut input);
     let start = robust_config::start_input::parse(&input).context("start input on stdin")?;
     let mut ttrpc_address = std::env::var("TTRPC_ADDRESS").unwrap_or_default();
-    let mut socket_dir = PathBuf::from("/run/containerd/s");
+    let socket_dir = socket_dir_of(&start);
     if let Some(b) = &start.bootstrap {
         if args.id.is_empty() {
             args.id = b.id.clone();
@@ -71,9 +85,6 @@ pub fn run(mut args: Args) -> Result<()> {
         }
         if args.address.is_empty() {
             args.address = b.grpc_address.clone();
-        }
-        if let Some(d) = &b.socket_dir {
-            socket_dir = PathBuf::from(d);
         }
     }
     robust_config::ids::validate_namespace(&args.namespace)?;
@@ -183,6 +194,29 @@ mod tests {
         std::fs::write(d.join("config.json"), "not json").unwrap();
         assert_eq!(group_id(&d, "c1"), "c1");
         std::fs::remove_dir_all(&d).unwrap();
+    }
+
+    /// containerd 2.3 may put shim sockets elsewhere (its `socket_dir`):
+    /// the socket follows it; without one, containerd's default is used.
+    #[test]
+    fn socket_dir_from_the_2_3_bootstrap() {
+        use containerd_shim_protos::bootstrap_api::BootstrapParams;
+        use protobuf::Message;
+        let mut p = BootstrapParams::new();
+        p.instance_id = "c1".into();
+        p.namespace = "k8s.io".into();
+        p.containerd_grpc_address = "/run/containerd/containerd.sock".into();
+        p.socket_dir = Some("/var/run/custom-shims".into());
+        let start = robust_config::start_input::parse(&p.write_to_bytes().unwrap()).unwrap();
+        let dir = socket_dir_of(&start);
+        assert_eq!(dir, Path::new("/var/run/custom-shims"));
+        let sock = socket_path(&dir, "/run/containerd/containerd.sock", "k8s.io", "c1");
+        assert!(sock.starts_with("/var/run/custom-shims/"), "{sock:?}");
+        p.socket_dir = None;
+        let start = robust_config::start_input::parse(&p.write_to_bytes().unwrap()).unwrap();
+        assert_eq!(socket_dir_of(&start), Path::new(DEFAULT_SOCKET_DIR));
+        let empty = robust_config::start_input::parse(&[]).unwrap();
+        assert_eq!(socket_dir_of(&empty), Path::new(DEFAULT_SOCKET_DIR));
     }
 
     #[test]
