@@ -1,20 +1,13 @@
-//! Finding a dead shim's container cgroup without the shim, and killing
-//! whatever is left in it.
-//!
-//! Sources, best first: the cgroup of the container's init while it still
-//! lives (only when that pid is confirmed to be the container's, see
-//! [`pid_matches_cgroups_path`]), the runtime's state file (runc's
-//! `cgroup_paths`), then `linux.cgroupsPath` of `config.json` resolved
-//! under each cgroup v1 controller mount or the v2 mount
-//! ([`resolve_cgroups_path`]). The resolution is pure text work and is
-//! tested without root.
+//! Cgroup facts the cleanup needs: the cgroup mounts, a `linux.cgroupsPath`
+//! resolved under each cgroup v1 controller mount or the v2 mount
+//! ([`resolve_cgroups_path`], used only to find *other* containers, see
+//! [`crate::owner`]), process start times and liveness, and a bounded thaw.
+//! The resolution is pure text work and is tested without root.
 
 use std::collections::BTreeMap;
 use std::path::{Component, Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use nix::sys::signal::{kill, Signal};
-use nix::unistd::Pid;
 use robust_cgroups::Cgroup;
 
 use crate::mount::unescape;
@@ -244,37 +237,6 @@ pub fn resolve_cgroups_path(
     Ok(Resolved::V1(out))
 }
 
-/// Whether `/proc/<pid>/cgroup` (its text) places the process in the
-/// cgroup named by `cgroups_path`: an exact match of the absolute path,
-/// or, for a relative path, a match of its tail; a systemd
-/// `slice:prefix:name` matches `.../<prefix>-<name>.scope`.
-pub fn pid_matches_cgroups_path(proc_cgroup: &str, cgroups_path: &str) -> bool {
-    let want: Box<dyn Fn(&str) -> bool> = match classify_cgroups_path(cgroups_path) {
-        CgroupsPath::Empty => return false,
-        CgroupsPath::Absolute(p) => {
-            let p = p.trim_end_matches('/').to_string();
-            Box::new(move |got: &str| got.trim_end_matches('/') == p)
-        }
-        CgroupsPath::Relative(p) => {
-            let tail = format!("/{}", p.trim_end_matches('/'));
-            Box::new(move |got: &str| got.trim_end_matches('/').ends_with(&tail))
-        }
-        CgroupsPath::Systemd(p) => {
-            let mut it = p.splitn(3, ':');
-            let (_, prefix, name) = (it.next(), it.next(), it.next());
-            let (Some(prefix), Some(name)) = (prefix, name) else {
-                return false;
-            };
-            let leaf = format!("/{prefix}-{name}.scope");
-            Box::new(move |got: &str| got.trim_end_matches('/').ends_with(&leaf))
-        }
-    };
-    proc_cgroup
-        .lines()
-        .filter_map(|l| l.splitn(3, ':').nth(2))
-        .any(want)
-}
-
 /// The start time of a process (field 22 of `/proc/<pid>/stat`, clock
 /// ticks since boot): with the pid, it names one process for good.
 pub fn proc_start_time(pid: i32) -> Option<u64> {
@@ -304,48 +266,6 @@ pub fn pid_alive(pid: i32) -> bool {
         .and_then(|i| s[i + 1..].split_whitespace().next())
         .unwrap_or("X");
     state != "Z" && state != "X"
-}
-
-/// Thaw (if frozen) and SIGKILL every process of `cg`, then wait up to
-/// `wait` for them to go. Returns the pids still there (empty: clean).
-/// Refuses (returns `Err`) a cgroup holding our own process: that would
-/// mean the resolution found the wrong cgroup.
-pub fn kill_all(cg: &Cgroup, wait: Duration, id: &str) -> Result<Vec<u32>, String> {
-    let me = std::process::id();
-    let pids = match cg.pids() {
-        Ok(p) => p,
-        Err(robust_cgroups::CgroupError::NotFound { .. }) => return Ok(Vec::new()),
-        Err(e) => return Err(format!("cannot list the cgroup's processes: {e}")),
-    };
-    if pids.contains(&me) {
-        return Err(format!(
-            "the cgroup holds this cleanup process (pid {me}); it is not the container's, left alone"
-        ));
-    }
-    if pids.is_empty() {
-        return Ok(Vec::new());
-    }
-    thaw_bounded(cg, wait, id);
-    log::warn!(
-        "msg=\"killing processes left in the container's cgroup\" id={id} pids=\"{}\"",
-        join_pids(&pids)
-    );
-    let end = Instant::now() + wait;
-    let mut pause = Duration::from_millis(5);
-    loop {
-        let now = cg.pids().unwrap_or_default();
-        let alive: Vec<u32> = now.into_iter().filter(|p| pid_alive(*p as i32)).collect();
-        if alive.is_empty() || Instant::now() >= end {
-            return Ok(alive);
-        }
-        for p in &alive {
-            if *p != me {
-                let _ = kill(Pid::from_raw(*p as i32), Signal::SIGKILL);
-            }
-        }
-        std::thread::sleep(pause.min(end.saturating_duration_since(Instant::now())));
-        pause = (pause * 2).min(Duration::from_millis(50));
-    }
 }
 
 /// Thaw a frozen cgroup, waiting at most `bound` (the cgroups crate waits
@@ -507,26 +427,6 @@ mod tests {
         assert!(resolve_cgroups_path("/elsewhere/c1", &m, false, "").is_err());
         // "/dockerx" is not inside "/docker".
         assert!(resolve_cgroups_path("/dockerx/c1", &m, false, "").is_err());
-    }
-
-    #[test]
-    fn pid_cgroup_matching() {
-        let pc = "12:pids:/default/c1\n1:name=systemd:/default/c1\n0::/default/c1\n";
-        assert!(pid_matches_cgroups_path(pc, "/default/c1"));
-        assert!(pid_matches_cgroups_path(pc, "/default/c1/"));
-        assert!(!pid_matches_cgroups_path(pc, "/default/c"));
-        assert!(!pid_matches_cgroups_path(pc, "/default"));
-        assert!(pid_matches_cgroups_path(pc, "c1"));
-        assert!(!pid_matches_cgroups_path(pc, ""));
-        let sd = "0::/kubepods.slice/kubepods-pod1.slice/cri-containerd-abc.scope\n";
-        assert!(pid_matches_cgroups_path(
-            sd,
-            "kubepods-pod1.slice:cri-containerd:abc"
-        ));
-        assert!(!pid_matches_cgroups_path(
-            sd,
-            "kubepods-pod1.slice:cri-containerd:abd"
-        ));
     }
 
     #[test]

@@ -92,8 +92,8 @@ pub struct Scope {
 }
 
 impl Scope {
-    /// The default runtime roots plus `extra` (the container's own root and
-    /// its parent, for a custom root).
+    /// The default runtime roots ([`crate::inputs::PROBE_ROOTS`]) plus
+    /// `extra` (the container's own runtime root, which may be a custom one).
     pub fn new(bundle: &Path, extra: &[PathBuf]) -> Scope {
         let mut roots: Vec<PathBuf> = crate::inputs::PROBE_ROOTS
             .iter()
@@ -254,11 +254,6 @@ pub struct Killed {
 }
 
 impl Owned {
-    /// The cgroup (for thaw, metrics, ...).
-    pub fn cgroup(&self) -> &Cgroup {
-        &self.cgroup
-    }
-
     /// The recorded directories that still exist.
     pub fn dirs(&self) -> &[PathBuf] {
         &self.dirs
