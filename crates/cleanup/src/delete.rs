@@ -494,7 +494,7 @@ pub fn delete_bundle(req: &DeleteRequest, reaper: &Reaper) -> Result<DeleteOutco
         && choice.kind() == RuntimeKind::Runc
         && cgroup_empty
         && !(pid > 0 && pid_alive(pid) && confirmed)
-        && !record.as_ref().is_some_and(OwnerRecord::init_alive)
+        && !record.as_ref().is_some_and(OwnerRecord::owns_live_init)
         && std::fs::symlink_metadata(&state_dir).is_ok()
     {
         match bundle::remove_tree_one_fs(&state_dir) {
@@ -705,7 +705,8 @@ fn confirm_pid(
     }
     let start = cg::proc_start_time(pid);
     if let Some(r) = record.filter(|r| r.init_pid == pid && r.init_start > 0) {
-        return start == Some(r.init_start);
+        // A gVisor app container's "init" is the pod's sandbox.
+        return !r.shared_init && start == Some(r.init_start);
     }
     state.is_some_and(|s| s.init_pid == pid && s.init_start.is_some() && s.init_start == start)
 }

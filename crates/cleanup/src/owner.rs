@@ -71,6 +71,11 @@ pub struct OwnerRecord {
     /// Inode of the init's pid namespace when it is not the shim's own.
     #[serde(default)]
     pub pid_ns: Option<u64>,
+    /// The init pid is not the container's alone: an app container of a
+    /// gVisor pod reports the pod's sandbox. It is then never killed for
+    /// this container.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub shared_init: bool,
     /// The container's cgroup; empty when it was not the container's alone
     /// at create (then [`OwnerRecord::not_owned`] says why).
     #[serde(default)]
@@ -122,6 +127,7 @@ impl OwnerRecord {
             init_pid,
             init_start: proc_start_time(init_pid).unwrap_or(0),
             pid_ns: foreign_pid_ns(init_pid),
+            shared_init: false,
             cgroup: Vec::new(),
             not_owned: None,
         };
@@ -159,6 +165,12 @@ impl OwnerRecord {
                 Err(e) => Input::Unusable(format!("invalid json: {e}")),
             },
         }
+    }
+
+    /// Whether the recorded init is alive (same pid, same start time) and
+    /// the container's own: the one process the cleanup may kill by pid.
+    pub fn owns_live_init(&self) -> bool {
+        !self.shared_init && self.init_alive()
     }
 
     /// Whether the recorded init is alive: same pid, same start time.
@@ -646,6 +658,7 @@ mod tests {
             init_pid: 42,
             init_start: 7,
             pid_ns: Some(4026531836),
+            shared_init: false,
             cgroup: vec![CgroupDir {
                 controller: "pids".into(),
                 path: d.path().join("cg"),
@@ -677,6 +690,7 @@ mod tests {
             init_pid: 0,
             init_start: 0,
             pid_ns: None,
+            shared_init: false,
             cgroup: vec![CgroupDir {
                 controller: String::new(),
                 path: cgdir.clone(),
@@ -726,6 +740,7 @@ mod tests {
             init_pid: 0,
             init_start: 0,
             pid_ns: None,
+            shared_init: false,
             cgroup: vec![cg(path)],
             not_owned: None,
         };

@@ -510,6 +510,7 @@ impl Service {
             &scope,
         );
         if !sees_own_cgroup {
+            owner.shared_init = true;
             owner.not_owned =
                 Some("an app container of a gVisor pod lives in the sandbox's cgroup".into());
         } else if let Some(why) = &owner.not_owned {

@@ -456,6 +456,46 @@ gv_test!(
     }
 );
 
+gv_test!(
+    /// An app container of a gVisor pod reports the sandbox's pid as its own. When its
+    /// shim connection closes after a normal delete, containerd runs the `delete` action
+    /// for it: that cleanup must never kill the sandbox by that pid (regression: the
+    /// ownership record confirmed the pid by its start time and the cleanup SIGKILLed the
+    /// sandbox, taking the whole pod down; found by the runsc soak, 22 pods in 69 cycles).
+    gvisor_ctr_app_delete_leaves_the_sandbox,
+    limit = 120,
+    |shim| {
+        if !runsc_or_skip("gvisor_ctr_app_delete_leaves_the_sandbox") {
+            return;
+        }
+        let cfg = runsc_config().to_string_lossy().into_owned();
+        let pod = unique_id("gv-adpod", shim);
+        let app = unique_id("gv-adapp", shim);
+        let _g1 = ContainerGuard::new(NS, &app);
+        let _g2 = ContainerGuard::new(NS, &pod);
+        let out = run_in_pod(&cfg, &pod, "sandbox", &pod, &["sleep", "1000"]).run_unclamped();
+        assert!(out.succeeded(), "pod sandbox: {}", out.stderr);
+        let sandbox = wait_task_status(NS, &pod, "RUNNING", 30 * SEC) as i32;
+        let out = run_in_pod(&cfg, &pod, "container", &app, &["sh", "-c", "exit 0"]).run_unclamped();
+        assert!(out.succeeded(), "app container: {}", out.stderr);
+        wait_task_status(NS, &app, "STOPPED", 30 * SEC);
+        let off = super::dead_shim::log_offset();
+        ctr(NS, &["task", "delete", &app]).timeout(20 * SEC).run().ok();
+        // containerd runs the delete action once it sees the app's connection close
+        let want = format!("msg=\"shim disconnected\" id={app}");
+        poll_until("containerd to see the app's shim connection close", 10 * SEC, || {
+            super::dead_shim::log_since(off).contains(&want).then_some(())
+        });
+        let killed = poll_quiet(3 * SEC, || !pid_alive(sandbox));
+        assert!(!killed, "the sandbox (pid {sandbox}) died after the app container's delete");
+        assert_eq!(
+            task_status(NS, &pod).map(|(p, s)| (p as i32, s)),
+            Some((sandbox, "RUNNING".to_string())),
+            "the pod sandbox's task after the app container's delete"
+        );
+    }
+);
+
 /// `cpuacct.usage` (ns) of `ctr task metrics ID`.
 fn metrics_cpu_ns(id: &str) -> u64 {
     let out = ctr(NS, &["task", "metrics", id])
