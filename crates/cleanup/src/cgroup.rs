@@ -17,6 +17,7 @@ use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use robust_cgroups::Cgroup;
 
+use crate::logfmt::quote;
 use crate::mount::unescape;
 
 /// The shapes a `linux.cgroupsPath` comes in.
@@ -327,8 +328,8 @@ pub fn kill_all(cg: &Cgroup, wait: Duration, id: &str) -> Result<Vec<u32>, Strin
     }
     thaw_bounded(cg, wait, id);
     log::warn!(
-        "msg=\"killing processes left in the container's cgroup\" id={id} pids=\"{}\"",
-        join_pids(&pids)
+        "msg=\"killing processes left in the container's cgroup\" id={id} pids={}",
+        quote(join_pids(&pids))
     );
     let end = Instant::now() + wait;
     let mut pause = Duration::from_millis(5);
@@ -364,7 +365,10 @@ pub fn thaw_bounded(cg: &Cgroup, bound: Duration, id: &str) {
         });
     match rx.recv_timeout(bound) {
         Ok(Ok(())) => {}
-        Ok(Err(e)) => log::warn!("msg=\"thaw failed\" id={id} error=\"{e}\""),
+        Ok(Err(e)) => log::warn!(
+            "msg=\"thaw failed\" id={id} error={q_error}",
+            q_error = quote(&e)
+        ),
         Err(_) => log::warn!("msg=\"thaw not confirmed within the bound\" id={id} bound={bound:?}"),
     }
 }

@@ -300,7 +300,7 @@ pub fn delete_bundle(req: &DeleteRequest, reaper: &Reaper) -> Result<DeleteOutco
     } else if bundle.parent().and_then(|p| p.file_name()) != Some(ns.as_ref()) {
         log::info!(
             "msg=\"cleanup: bundle is not under a directory named after the namespace\" id={id} bundle={}",
-            q(&bundle.display().to_string())
+            q(bundle.display())
         );
     }
 
@@ -323,7 +323,7 @@ pub fn delete_bundle(req: &DeleteRequest, reaper: &Reaper) -> Result<DeleteOutco
         "msg=\"cleanup: runtime chosen\" id={id} binary={} kind={} root={} source={}",
         q(&choice.config.runtime.binary),
         choice.kind(),
-        q(&choice.root.display().to_string()),
+        q(choice.root.display()),
         choice.source
     );
     if present {
@@ -421,9 +421,9 @@ pub fn delete_bundle(req: &DeleteRequest, reaper: &Reaper) -> Result<DeleteOutco
         }
         Err(owner::NotProven::Unproven(why)) => {
             log::warn!(
-                "msg=\"cleanup: not killing through the cgroup: not provably the container's alone\" id={id} why={} left_alone=\"{}\"",
+                "msg=\"cleanup: not killing through the cgroup: not provably the container's alone\" id={id} why={} left_alone={}",
                 q(&why),
-                join_pids(&record.as_ref().map(OwnerRecord::pids_now).unwrap_or_default())
+                q(join_pids(&record.as_ref().map(OwnerRecord::pids_now).unwrap_or_default()))
             );
             None
         }
@@ -501,15 +501,15 @@ pub fn delete_bundle(req: &DeleteRequest, reaper: &Reaper) -> Result<DeleteOutco
             Ok(()) => {
                 log::warn!(
                     "msg=\"cleanup: runc could not delete in time; removed its state of the dead container by hand\" id={id} dir={} runtime_error={}",
-                    q(&state_dir.display().to_string()),
+                    q(state_dir.display()),
                     q(runtime_err.as_deref().unwrap_or_default())
                 );
                 runtime_err = None;
             }
             Err(e) => log::warn!(
                 "msg=\"cleanup: cannot remove runc's state dir\" id={id} dir={} error={}",
-                q(&state_dir.display().to_string()),
-                q(&e.to_string())
+                q(state_dir.display()),
+                q(&e)
             ),
         }
     }
@@ -551,10 +551,9 @@ pub fn delete_bundle(req: &DeleteRequest, reaper: &Reaper) -> Result<DeleteOutco
                 mount::unmount_all(&target, b, &idc)
             }) {
                 Some(Ok(d)) => detached = d,
-                Some(Err(e)) => log::warn!(
-                    "msg=\"cleanup: unmount failed\" id={id} error={}",
-                    q(&e.to_string())
-                ),
+                Some(Err(e)) => {
+                    log::warn!("msg=\"cleanup: unmount failed\" id={id} error={}", q(&e))
+                }
                 None => log::warn!(
                     "msg=\"cleanup: unmount did not finish within its bound\" id={id} bound={b:?}"
                 ),
@@ -683,7 +682,7 @@ fn pid_from_runtime(
         Some(Err(e)) => {
             log::info!(
                 "msg=\"cleanup: runtime state gave no pid\" id={id} error={}",
-                q(&e.to_string())
+                q(&e)
             );
             None
         }
@@ -725,13 +724,13 @@ fn remove_cgroup_dirs(dirs: &[PathBuf], id: &str) {
         match std::fs::remove_dir(d) {
             Ok(()) => log::info!(
                 "msg=\"cleanup: removed the container's leftover cgroup\" id={id} dir={}",
-                q(&d.display().to_string())
+                q(d.display())
             ),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
             Err(e) => log::warn!(
                 "msg=\"cleanup: cannot remove the container's cgroup\" id={id} dir={} error={}",
-                q(&d.display().to_string()),
-                q(&e.to_string())
+                q(d.display()),
+                q(&e)
             ),
         }
     }

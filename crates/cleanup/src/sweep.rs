@@ -267,8 +267,8 @@ pub fn remove_bundle(bundle: &Path, ns: &str, id: &str) -> Result<(), String> {
             if let Err(e) = bundle::remove_tree_one_fs(&w) {
                 log::warn!(
                     "msg=\"sweep: cannot remove containerd's work dir\" id={id} dir={} error={}",
-                    q(&w.display().to_string()),
-                    q(&e.to_string())
+                    q(w.display()),
+                    q(&e)
                 );
             }
         }

@@ -6,6 +6,8 @@ use std::io::Write;
 use std::sync::Mutex;
 use std::time::SystemTime;
 
+use robust_cleanup::logfmt::quote;
+
 pub struct Logger {
     out: Mutex<Box<dyn Write + Send>>,
     level: log::LevelFilter,
@@ -55,21 +57,6 @@ fn level_name(l: log::Level) -> &'static str {
         log::Level::Debug => "debug",
         log::Level::Trace => "trace",
     }
-}
-
-pub fn quote(s: &str) -> String {
-    let mut q = String::with_capacity(s.len() + 2);
-    q.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => q.push_str("\\\""),
-            '\\' => q.push_str("\\\\"),
-            '\n' => q.push_str("\\n"),
-            c => q.push(c),
-        }
-    }
-    q.push('"');
-    q
 }
 
 /// Install the logger writing to `out`.
@@ -131,6 +118,63 @@ mod tests {
     use super::*;
     use std::time::Duration;
 
+    /// A shared buffer the logger writes to.
+    #[derive(Clone, Default)]
+    struct Buf(std::sync::Arc<Mutex<Vec<u8>>>);
+
+    impl Write for Buf {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(b);
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    /// A runtime's error with quotes and a newline, logged as the service
+    /// logs one (`error=` quoted) and as a bare message: each record is one
+    /// logfmt line, and the message reads back whole.
+    #[test]
+    fn a_message_with_quotes_and_newlines_is_one_logfmt_value() {
+        use log::Log;
+        let buf = Buf::default();
+        let logger = Logger {
+            out: Mutex::new(Box::new(buf.clone())),
+            level: log::LevelFilter::Info,
+            namespace: "default".into(),
+        };
+        let e = "runc create failed: exec: \"/x\": not found\nsecond line \\ end";
+        let record = |args: std::fmt::Arguments| {
+            logger.log(
+                &log::Record::builder()
+                    .args(args)
+                    .level(log::Level::Warn)
+                    .build(),
+            )
+        };
+        record(format_args!("msg=\"rpc failed\" id=c1 error={}", quote(e)));
+        record(format_args!("bare {e}"));
+        let out = String::from_utf8(buf.0.lock().unwrap().clone()).unwrap();
+        let lines: Vec<&str> = out.lines().collect();
+        assert_eq!(lines.len(), 2, "{out}");
+        let first = robust_cleanup::logfmt::parse(lines[0]).expect(lines[0]);
+        let get = |pairs: &[(String, String)], k: &str| {
+            pairs
+                .iter()
+                .find(|(key, _)| key == k)
+                .map(|(_, v)| v.clone())
+        };
+        assert_eq!(get(&first, "error").as_deref(), Some(e));
+        assert_eq!(get(&first, "id").as_deref(), Some("c1"));
+        assert_eq!(
+            get(&first, "runtime").as_deref(),
+            Some("io.containerd.robust.v2")
+        );
+        let second = robust_cleanup::logfmt::parse(lines[1]).expect(lines[1]);
+        assert_eq!(get(&second, "msg"), Some(format!("bare {e}")));
+    }
+
     #[test]
     fn dates() {
         assert_eq!(
@@ -141,10 +185,5 @@ mod tests {
         assert_eq!(rfc3339(t), "2026-11-18T11:06:40.000000Z");
         let leap = SystemTime::UNIX_EPOCH + Duration::from_secs(951_782_400);
         assert_eq!(rfc3339(leap), "2000-02-29T00:00:00.000000Z");
-    }
-
-    #[test]
-    fn quoting() {
-        assert_eq!(quote("a \"b\"\n"), "\"a \\\"b\\\"\\n\"");
     }
 }
