@@ -1282,7 +1282,15 @@ fn traced<T>(
             "msg=\"rpc\" method={method} id={id} exec_id={exec_id} took={:?}",
             started.elapsed()
         ),
-        Err(e) => log::warn!(
+        // "No such container or process" answers a question (containerd
+        // asks about a task it is not sure of; `ctr task ls` races a
+        // create): an answer, not an incident for an operator.
+        Err(e) => log::log!(
+            if matches!(e, Error::NotFound(_)) {
+                log::Level::Info
+            } else {
+                log::Level::Warn
+            },
             "msg=\"rpc failed\" method={method} id={id} exec_id={exec_id} code={:?} error={q_error}",
             e.code(),
             q_error = quote(e)

@@ -1,5 +1,13 @@
 //! logfmt logging to containerd's shim log (the `log` FIFO of the bundle)
 //! or to stderr for the one-shot actions.
+//!
+//! The `delete` action holds its lines back ([`init_held`]): containerd
+//! runs `<shim> delete` after every shim exit, a normal Task Delete
+//! included, and logs whatever it writes on stderr as a warning
+//! (`cleanup warnings ...`). Lines below warn are kept in memory until the
+//! first warn or error; that one writes them all, in order, and the rest
+//! follow as they come. A delete with nothing for an operator to act on
+//! writes nothing at all.
 
 use std::fs::File;
 use std::io::Write;
@@ -12,6 +20,9 @@ pub struct Logger {
     out: Mutex<Box<dyn Write + Send>>,
     level: log::LevelFilter,
     namespace: String,
+    /// Lines below warn not written yet (`Some` until the first warn of a
+    /// held logger; `None`: every line is written as it comes).
+    held: Mutex<Option<Vec<String>>>,
 }
 
 impl log::Log for Logger {
@@ -35,10 +46,23 @@ impl log::Log for Logger {
             level_name(r.level()),
             self.namespace
         );
+        let earlier = match self.held.lock() {
+            Ok(mut held) => match held.as_mut() {
+                Some(h) if r.level() > log::Level::Warn => {
+                    h.push(line);
+                    return;
+                }
+                Some(_) => held.take().unwrap_or_default(),
+                None => Vec::new(),
+            },
+            Err(_) => Vec::new(),
+        };
         if let Ok(mut out) = self.out.lock() {
             // A full FIFO (containerd not reading) drops the line rather
             // than blocking the shim.
-            let _ = out.write_all(line.as_bytes());
+            for l in earlier.iter().chain(std::iter::once(&line)) {
+                let _ = out.write_all(l.as_bytes());
+            }
         }
     }
 
@@ -59,16 +83,38 @@ fn level_name(l: log::Level) -> &'static str {
     }
 }
 
-/// Install the logger writing to `out`.
-pub fn init(out: Box<dyn Write + Send>, level: log::LevelFilter, namespace: &str) {
-    let logger = Logger {
-        out: Mutex::new(out),
-        level,
-        namespace: namespace.to_string(),
-    };
+impl Logger {
+    fn new(
+        out: Box<dyn Write + Send>,
+        level: log::LevelFilter,
+        namespace: &str,
+        held: bool,
+    ) -> Self {
+        Logger {
+            out: Mutex::new(out),
+            level,
+            namespace: namespace.to_string(),
+            held: Mutex::new(held.then(Vec::new)),
+        }
+    }
+}
+
+fn install(logger: Logger) {
+    let level = logger.level;
     if log::set_boxed_logger(Box::new(logger)).is_ok() {
         log::set_max_level(level);
     }
+}
+
+/// Install the logger writing every line to `out`.
+pub fn init(out: Box<dyn Write + Send>, level: log::LevelFilter, namespace: &str) {
+    install(Logger::new(out, level, namespace, false));
+}
+
+/// Install the logger writing to `out` only once something is logged at
+/// warn or above (then the lines held so far first): see the module docs.
+pub fn init_held(out: Box<dyn Write + Send>, level: log::LevelFilter, namespace: &str) {
+    install(Logger::new(out, level, namespace, true));
 }
 
 /// Open the bundle's `log` FIFO without ever blocking: read-write open of a
@@ -139,11 +185,12 @@ mod tests {
     fn a_message_with_quotes_and_newlines_is_one_logfmt_value() {
         use log::Log;
         let buf = Buf::default();
-        let logger = Logger {
-            out: Mutex::new(Box::new(buf.clone())),
-            level: log::LevelFilter::Info,
-            namespace: "default".into(),
-        };
+        let logger = Logger::new(
+            Box::new(buf.clone()),
+            log::LevelFilter::Info,
+            "default",
+            false,
+        );
         let e = "runc create failed: exec: \"/x\": not found\nsecond line \\ end";
         let record = |args: std::fmt::Arguments| {
             logger.log(
@@ -173,6 +220,64 @@ mod tests {
         );
         let second = robust_cleanup::logfmt::parse(lines[1]).expect(lines[1]);
         assert_eq!(get(&second, "msg"), Some(format!("bare {e}")));
+    }
+
+    fn log_at(logger: &Logger, level: log::Level, msg: &str) {
+        use log::Log;
+        logger.log(
+            &log::Record::builder()
+                .args(format_args!("msg={} id=c1", quote(msg)))
+                .level(level)
+                .build(),
+        );
+    }
+
+    fn written(buf: &Buf) -> Vec<String> {
+        String::from_utf8(buf.0.lock().unwrap().clone())
+            .unwrap()
+            .lines()
+            .map(|l| l.split(" level=").nth(1).unwrap_or(l).to_string())
+            .collect()
+    }
+
+    /// A held logger writes nothing while only info and debug come; the
+    /// first warning writes the held lines, in order, then itself; later
+    /// lines are written as they come.
+    #[test]
+    fn held_lines_are_written_only_after_a_warning() {
+        let buf = Buf::default();
+        let logger = Logger::new(Box::new(buf.clone()), log::LevelFilter::Debug, "ns", true);
+        log_at(&logger, log::Level::Info, "runtime chosen");
+        log_at(&logger, log::Level::Debug, "cgroup gone");
+        log_at(&logger, log::Level::Trace, "filtered out");
+        assert!(written(&buf).is_empty(), "{:?}", written(&buf));
+        log_at(&logger, log::Level::Warn, "init.pid missing");
+        log_at(&logger, log::Level::Info, "cleanup finished");
+        let w = written(&buf);
+        let msgs: Vec<&str> = w
+            .iter()
+            .map(|l| l.split(" id=").next().unwrap_or(l))
+            .collect();
+        assert_eq!(
+            msgs,
+            [
+                "info msg=\"runtime chosen\"",
+                "debug msg=\"cgroup gone\"",
+                "warning msg=\"init.pid missing\"",
+                "info msg=\"cleanup finished\""
+            ]
+        );
+        // An error releases them too.
+        let buf = Buf::default();
+        let logger = Logger::new(Box::new(buf.clone()), log::LevelFilter::Info, "ns", true);
+        log_at(&logger, log::Level::Info, "a");
+        log_at(&logger, log::Level::Error, "b");
+        assert_eq!(written(&buf).len(), 2);
+        // Unheld, every line is written at once.
+        let buf = Buf::default();
+        let logger = Logger::new(Box::new(buf.clone()), log::LevelFilter::Info, "ns", false);
+        log_at(&logger, log::Level::Info, "a");
+        assert_eq!(written(&buf).len(), 1);
     }
 
     #[test]

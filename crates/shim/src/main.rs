@@ -49,9 +49,16 @@ fn main() -> ExitCode {
             start::run(args)
         }
         "delete" => {
-            logger::init(
+            // containerd logs whatever `delete` writes on stderr as a
+            // warning, and runs it after every shim exit: nothing is
+            // written unless something is logged at warn (logger docs).
+            logger::init_held(
                 Box::new(std::io::stderr()),
-                log::LevelFilter::Info,
+                if args.debug {
+                    log::LevelFilter::Debug
+                } else {
+                    log::LevelFilter::Info
+                },
                 &args.namespace,
             );
             delete::run(args)
