@@ -3,7 +3,12 @@
 # (its own run dir, /run/robust-demo, so it never meets the test suite's instance).
 #
 #   DEMO_RUNTIME=io.containerd.runc.v2 make demo   the same demo with the reference shim
-#   DEMO_ONLY="basic detached" make demo           only some sections
+#   DEMO_ONLY="basic detached" make demo           only some sections (basic detached footprint
+#                                                  escalation hang oom deadshim sweep)
+#   ROBUST_IT_RUN_DIR, ROBUST_IT_BRIDGE, ROBUST_IT_SUBNET  another instance (as containerd.sh)
+#
+# The deadshim section always shows both shims side by side; the reference's leftovers are
+# cleaned by hand (also on an interrupt).
 #
 # To add a section: write a demo_<name> function below and add <name> to SECTIONS.
 set -euo pipefail
