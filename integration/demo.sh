@@ -3,7 +3,12 @@
 # (its own run dir, /run/robust-demo, so it never meets the test suite's instance).
 #
 #   DEMO_RUNTIME=io.containerd.runc.v2 make demo   the same demo with the reference shim
-#   DEMO_ONLY="basic detached" make demo           only some sections
+#   DEMO_ONLY="basic detached" make demo           only some sections (basic detached footprint
+#                                                  escalation hang oom deadshim sweep)
+#   ROBUST_IT_RUN_DIR, ROBUST_IT_BRIDGE, ROBUST_IT_SUBNET  another instance (as containerd.sh)
+#
+# The deadshim section always shows both shims side by side; the reference's leftovers are
+# cleaned by hand (also on an interrupt).
 #
 # To add a section: write a demo_<name> function below and add <name> to SECTIONS.
 set -euo pipefail
@@ -14,12 +19,14 @@ export ROBUST_IT_BRIDGE="${ROBUST_IT_BRIDGE:-robustd0}"
 export ROBUST_IT_SUBNET="${ROBUST_IT_SUBNET:-10.244.79.0/24}"
 RUNTIME="${DEMO_RUNTIME:-io.containerd.robust.v2}"
 REFERENCE=io.containerd.runc.v2
-SECTIONS=(basic detached footprint escalation hang oom)
+SECTIONS=(basic detached footprint escalation hang oom deadshim sweep)
 CS=integration/containerd.sh
 NS=default
 
 # ---- presentation ------------------------------------------------------------------------
-bold() { printf '\033[1m%s\033[0m\n' "$*"; }
+# bold only on a terminal: a log file or a pipe gets plain text
+if [[ -t 1 ]]; then BOLD=$'\033[1m' PLAIN=$'\033[0m'; else BOLD='' PLAIN=''; fi
+bold() { printf '%s%s%s\n' "$BOLD" "$*" "$PLAIN"; }
 section() { echo; bold "=== $*"; }
 explain() { echo "    # $*"; }
 failures=0
@@ -44,8 +51,10 @@ ctr_() { timeout -k 5 "${CTR_TIMEOUT:-30}" ctr --address "$CONTAINERD_ADDRESS" -
 
 # ---- what we start, we stop ---------------------------------------------------------------
 started=()
+by_hand=() # containers whose leftovers (the reference shim's) are cleaned by hand
 cleanup() {
     local id
+    for id in "${by_hand[@]}"; do clean_by_hand "$id" >/dev/null 2>&1 || true; done
     for id in "${started[@]}"; do
         CTR_TIMEOUT=15 ctr_ task delete -f "$id" >/dev/null 2>&1 || true
         CTR_TIMEOUT=15 ctr_ container delete "$id" >/dev/null 2>&1 || true
@@ -73,6 +82,90 @@ shim_pid_of() {
     ss -xlpn 2>/dev/null | grep -F " $path " | grep -o 'pid=[0-9]*' | head -n1 | cut -d= -f2
 }
 rss_kb() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status" 2>/dev/null; }
+bundle_of() { echo "$ROBUST_IT_STATE_DIR/io.containerd.runtime.v2.task/$NS/$1"; }
+# mount points at or below a directory
+mounts_under() { awk -v d="$1" '$5 == d || index($5, d "/") == 1 {print $5}' /proc/self/mountinfo; }
+# the container's processes (ctr task ps), one pid a line
+task_pids() { ctr_ task ps "$1" 2>/dev/null | awk 'NR > 1 {print $1}'; }
+# those of the pids $@ still running (a zombie waiting for its reaper does not count)
+alive_of() {
+    local p st out=()
+    for p in "$@"; do
+        st="$(awk '{print $3}' "/proc/$p/stat" 2>/dev/null)" || continue
+        [[ -n "$st" && "$st" != Z ]] && out+=("$p")
+    done
+    echo "${out[*]}"
+}
+# containerd's log from byte offset $1 on
+log_since() { tail -c +"$(($1 + 1))" "$ROBUST_IT_LOG"; }
+# what our delete wrote for container $1 since offset $2 (containerd logs it quoted inside
+# "cleanup warnings ..."), one line each, shortened
+our_delete_lines() {
+    log_since "$2" | grep -a 'msg="cleanup warnings ' | python3 -c '
+import re, sys
+for line in sys.stdin:
+    m = re.search(r"msg=\"cleanup warnings (.*)\"\s*$", line)
+    if not m:
+        continue
+    text = m.group(1).encode().decode("unicode_escape")
+    for l in text.splitlines():
+        if " id=" + sys.argv[1] + " " in l:
+            l = re.sub(r"^time=\"[^\"]*\" ", "", l)
+            l = l.replace(" namespace=default runtime=io.containerd.robust.v2", "")
+            print("      log: " + (l if len(l) < 200 else l[:197] + "..."))
+' "$1"
+}
+# stop a task's shim, remove bundle files, kill -9 the shim: containerd's dead-shim cleanup runs
+kill_shim_without() { # ID FILE...
+    local id="$1" spid b
+    shift
+    b="$(bundle_of "$id")"
+    spid="$(shim_pid_of "$id" || true)"
+    [[ -n "$spid" ]] || return 1
+    kill -STOP "$spid"
+    (cd "$b" && rm -f "$@")
+    kill -KILL "$spid"
+}
+# wait (bounded) until containerd's dead-shim cleanup of $1 (log offset $2) ended: the
+# bundle is gone, or containerd logged that its cleanup failed; then until it dropped the task
+wait_dead_shim_cleanup() {
+    local id="$1" off="$2" deadline=$((SECONDS + 15))
+    until [[ ! -e "$(bundle_of "$id")" ]] || log_since "$off" | grep -a "id=$id" | grep -q "failed to clean up after shim disconnected"; do
+        ((SECONDS < deadline)) || return 1
+        sleep 0.1
+    done
+    deadline=$((SECONDS + 10))
+    while [[ -n "$(task_status "$id")" ]]; do
+        ((SECONDS < deadline)) || return 1
+        sleep 0.1
+    done
+}
+# what a dead shim's cleanup left of container $1 (pids of its processes before: $2...)
+leftovers() {
+    local id="$1" b left=()
+    shift
+    b="$(bundle_of "$id")"
+    [[ -e "$b" ]] && left+=("bundle dir")
+    [[ -n "$(mounts_under "$b")" ]] && left+=("rootfs mount")
+    [[ -e "/run/containerd/runc/$NS/$id" ]] && left+=("runc state")
+    local alive
+    alive="$(alive_of "$@")"
+    [[ -n "$alive" ]] && left+=("running processes: $alive")
+    local i out=""
+    for i in "${!left[@]}"; do out+="${out:+, }${left[$i]}"; done
+    echo "$out"
+}
+# clean by hand what the reference shim's failed cleanup left of container $1
+clean_by_hand() {
+    local id="$1" b m
+    b="$(bundle_of "$id")"
+    runc --root "/run/containerd/runc/$NS" delete --force "$id" 2>/dev/null || true
+    for m in $(mounts_under "$b" | sort -r); do umount -l "$m" 2>/dev/null || true; done
+    if [[ -z "$(mounts_under "$b")" ]]; then
+        rm -rf --one-file-system "$b" "$ROBUST_IT_ROOT_DIR/io.containerd.runtime.v2.task/$NS/$id"
+    fi
+    CTR_TIMEOUT=15 ctr_ container delete "$id" >/dev/null 2>&1 || true
+}
 
 # ---- sections -------------------------------------------------------------------------------
 demo_basic() {
@@ -231,6 +324,111 @@ demo_oom() {
     local order
     order="$(grep -a "$id" "$evlog" | grep -ao '/tasks/[a-z-]*' | tr '\n' ' ')"
     if [[ "$rc" == 137 && "$order" == *"/tasks/oom /tasks/exit"* ]]; then ok "exit 137, oom before exit"; else fail "expected exit 137 and /tasks/oom before /tasks/exit (got rc $rc: $order)"; fi
+}
+
+demo_deadshim() {
+    section "7. kill -9 of a shim whose runtime, init.pid and options.json are gone: containerd's cleanup"
+    explain "containerd runs '<shim> delete' in the bundle when a shim dies (and kills it after 5 s);"
+    explain "with those files gone the Go shim's delete fails, and the container keeps running"
+    local rt id off pids left
+    for rt in io.containerd.robust.v2 "$REFERENCE"; do
+        id="demo-dead-${rt#io.containerd.}-$$"
+        id="${id//./-}"
+        started+=("$id")
+        echo
+        bold "    $rt"
+        if ! ctr_ run -d --runtime "$rt" "$ROBUST_IT_IMAGE" "$id" sh -c 'sleep 300 & sleep 301; wait' >/dev/null 2>&1 ||
+            ! wait_status "$id" RUNNING 10; then
+            fail "$rt: could not start $id"
+            continue
+        fi
+        mapfile -t pids < <(task_pids "$id")
+        explain "$id runs (pids ${pids[*]}); kill -STOP its shim, rm runtime init.pid options.json, kill -KILL the shim"
+        off="$(stat -c %s "$ROBUST_IT_LOG")"
+        [[ "$rt" == "$REFERENCE" ]] && by_hand+=("$id")
+        if ! kill_shim_without "$id" runtime init.pid options.json; then fail "no shim process found for $id"; continue; fi
+        if ! wait_dead_shim_cleanup "$id" "$off"; then fail "containerd did not finish its cleanup of $id within 25 s"; fi
+        log_since "$off" | grep -a "id=$id" | grep -a "failed to clean up after shim disconnected" |
+            sed 's/.*error=/      containerd: cleanup failed: /' | cut -c1-200 || true
+        if [[ "$rt" != "$REFERENCE" ]]; then
+            our_delete_lines "$id" "$off" | grep -a 'level=warning' || true
+        fi
+        # SIGKILLed processes go at once; allow the kernel a moment to reap them
+        local deadline=$((SECONDS + 3))
+        while [[ -n "$(alive_of "${pids[@]}")" ]] && ((SECONDS < deadline)); do sleep 0.1; done
+        left="$(leftovers "$id" "${pids[@]}")"
+        if [[ "$rt" == "$REFERENCE" ]]; then
+            if [[ -n "$left" ]]; then
+                ok "the reference left: $left"
+                explain "cleaning that by hand: runc delete --force, umount, rm -rf the bundle"
+                clean_by_hand "$id"
+                deadline=$((SECONDS + 3))
+                while [[ -n "$(alive_of "${pids[@]}")" ]] && ((SECONDS < deadline)); do sleep 0.1; done
+                left="$(leftovers "$id" "${pids[@]}")"
+                if [[ -z "$left" ]]; then ok "cleaned by hand"; else fail "still left after the hand cleanup: $left"; fi
+            else
+                ok "the reference left nothing this time"
+            fi
+        elif [[ -z "$left" ]]; then
+            ok "nothing left: no bundle, no mount, no runc state, no process"
+        else
+            fail "left: $left"
+        fi
+        CTR_TIMEOUT=15 ctr_ container delete "$id" >/dev/null 2>&1 || true
+    done
+}
+
+demo_sweep() {
+    section "8. sweep: the task bundles no live shim owns, cleaned on the node"
+    local left="demo-sweep-left-$$" live="demo-sweep-live-$$" off pids b spid rest id
+    started+=("$left" "$live")
+    for id in "$left" "$live"; do
+        if ! ctr_ run -d --runtime io.containerd.robust.v2 "$ROBUST_IT_IMAGE" "$id" sleep 300 >/dev/null 2>&1 ||
+            ! wait_status "$id" RUNNING 10; then
+            fail "could not start $id"
+            return 0
+        fi
+    done
+    explain "a leftover: containerd's own cleanup could not run when $left's shim died (here its"
+    explain "bundle is moved aside meanwhile, as if containerd were down); it stays, mounted and running"
+    mapfile -t pids < <(task_pids "$left")
+    b="$(bundle_of "$left")"
+    spid="$(shim_pid_of "$left" || true)"
+    [[ -n "$spid" ]] || { fail "no shim process found for $left"; return 0; }
+    off="$(stat -c %s "$ROBUST_IT_LOG")"
+    kill -STOP "$spid"
+    mv "$b" "$b.aside"
+    kill -KILL "$spid"
+    local deadline=$((SECONDS + 10))
+    until log_since "$off" | grep -a "id=$left" | grep -q "failed to clean up after shim disconnected"; do
+        ((SECONDS < deadline)) || break
+        sleep 0.1
+    done
+    mv "$b.aside" "$b"
+    deadline=$((SECONDS + 10))
+    while [[ -n "$(task_status "$left")" ]] && ((SECONDS < deadline)); do sleep 0.1; done
+    rest="$(leftovers "$left" "${pids[@]}")"
+    if [[ -n "$rest" ]]; then ok "left: $rest"; else fail "no leftover to sweep"; return 0; fi
+    explain "--state-dir takes containerd's state dir or its io.containerd.runtime.v2.task subdirectory"
+    show "$ROBUST_IT_SHIM_BIN" sweep --state-dir "$ROBUST_IT_STATE_DIR" --namespace "$NS" --min-age 0 --dry-run
+    if [[ "$out" == *"$left"*"would clean"* && "$out" == *"$live"*alive* ]]; then ok "the leftover would be cleaned, the live container is left alone"; else fail "unexpected dry-run table"; fi
+    explain "now for real, for that one container (its warnings name what the dead shim left)"
+    local t0
+    t0=$(date +%s%N)
+    set +e
+    out="$("$ROBUST_IT_SHIM_BIN" sweep --state-dir "$ROBUST_IT_STATE_DIR" --namespace "$NS" --id "$left" --min-age 0 2>"$ROBUST_IT_RUN_DIR/demo-sweep.err")"
+    rc=$?
+    set -e
+    echo "    \$ containerd-shim-robust-v2 sweep --state-dir $ROBUST_IT_STATE_DIR --namespace $NS --id $left --min-age 0"
+    sed 's/^/      /' <<<"$out"
+    grep -a 'level=warning' "$ROBUST_IT_RUN_DIR/demo-sweep.err" | sed -e 's/^time="[^"]*" //' -e 's/ namespace=.*//' | cut -c1-190 | sed 's/^/      log: /' || true
+    echo "      [exit code $rc, $(( ($(date +%s%N) - t0) / 1000000 )) ms]"
+    deadline=$((SECONDS + 3))
+    while [[ -n "$(alive_of "${pids[@]}")" ]] && ((SECONDS < deadline)); do sleep 0.1; done
+    rest="$(leftovers "$left" "${pids[@]}")"
+    if [[ "$rc" == 0 && -z "$rest" ]]; then ok "bundle, mount, runc state and processes gone"; else fail "sweep exit $rc; left: $rest"; fi
+    if [[ "$(task_status "$live")" == RUNNING ]]; then ok "$live still RUNNING"; else fail "$live is $(task_status "$live")"; fi
+    CTR_TIMEOUT=15 ctr_ container delete "$left" >/dev/null 2>&1 || true
 }
 
 # ---- main -----------------------------------------------------------------------------------

@@ -172,7 +172,7 @@ def table(rows):
 
 def targets(rows):
     by = {r[0]: r for r in rows}
-    out = ["## Targets (docs: ../shared/docs/design.md)", ""]
+    out = ["## Targets (docs/benchmarks.md#targets)", ""]
 
     def verdict(ok):
         return "**met**" if ok else "**missed**"

@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use robust_cgroups::Cgroup;
 
+use crate::logfmt::quote;
 use crate::mount::unescape;
 
 /// The shapes a `linux.cgroupsPath` comes in.
@@ -284,7 +285,10 @@ pub fn thaw_bounded(cg: &Cgroup, bound: Duration, id: &str) {
         });
     match rx.recv_timeout(bound) {
         Ok(Ok(())) => {}
-        Ok(Err(e)) => log::warn!("msg=\"thaw failed\" id={id} error=\"{e}\""),
+        Ok(Err(e)) => log::warn!(
+            "msg=\"thaw failed\" id={id} error={q_error}",
+            q_error = quote(&e)
+        ),
         Err(_) => log::warn!("msg=\"thaw not confirmed within the bound\" id={id} bound={bound:?}"),
     }
 }

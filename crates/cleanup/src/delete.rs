@@ -128,6 +128,11 @@ pub struct DeleteOutcome {
     pub detached: Vec<PathBuf>,
     /// What really remains; empty when the cleanup is complete.
     pub remains: Vec<String>,
+    /// What the dead shim had left and this cleanup ended: the runtime's
+    /// state of the container, mounts under the bundle, live processes.
+    /// Empty after a normal Task Delete (containerd runs `delete` after
+    /// every shim exit): then there was nothing to clean.
+    pub found: Vec<String>,
     pub took: Duration,
 }
 
@@ -135,6 +140,17 @@ impl DeleteOutcome {
     /// Nothing remains.
     pub fn is_clean(&self) -> bool {
         self.remains.is_empty()
+    }
+
+    /// Nothing for an operator to act on: nothing was left behind, no
+    /// bundle input was missing, nothing was detached, nothing remains.
+    /// This is what a `delete` after a normal Task Delete finds; its log
+    /// stays below warn.
+    pub fn is_routine(&self) -> bool {
+        self.remains.is_empty()
+            && self.found.is_empty()
+            && self.assumed.is_empty()
+            && self.detached.is_empty()
     }
 
     /// The error to print when something remains.
@@ -290,6 +306,7 @@ pub fn delete_bundle(req: &DeleteRequest, reaper: &Reaper) -> Result<DeleteOutco
         list: Vec::new(),
     };
     let mut remains = Vec::new();
+    let mut found: Vec<String> = Vec::new();
 
     let present = std::fs::symlink_metadata(&bundle).is_ok_and(|m| m.is_dir());
     if !present {
@@ -300,7 +317,7 @@ pub fn delete_bundle(req: &DeleteRequest, reaper: &Reaper) -> Result<DeleteOutco
     } else if bundle.parent().and_then(|p| p.file_name()) != Some(ns.as_ref()) {
         log::info!(
             "msg=\"cleanup: bundle is not under a directory named after the namespace\" id={id} bundle={}",
-            q(&bundle.display().to_string())
+            q(bundle.display())
         );
     }
 
@@ -323,7 +340,7 @@ pub fn delete_bundle(req: &DeleteRequest, reaper: &Reaper) -> Result<DeleteOutco
         "msg=\"cleanup: runtime chosen\" id={id} binary={} kind={} root={} source={}",
         q(&choice.config.runtime.binary),
         choice.kind(),
-        q(&choice.root.display().to_string()),
+        q(choice.root.display()),
         choice.source
     );
     if present {
@@ -337,6 +354,12 @@ pub fn delete_bundle(req: &DeleteRequest, reaper: &Reaper) -> Result<DeleteOutco
         RuntimeKind::Runsc => None,
     };
     let mut skip_runtime = false;
+    // Whether the runtime still holds the container: after a normal Task
+    // Delete it does not (the shim deleted it), after a dead shim it does.
+    let runtime_held = match choice.kind() {
+        RuntimeKind::Runc => std::fs::symlink_metadata(&state_dir).is_ok(),
+        RuntimeKind::Runsc => crate::runsc::has_state(&choice.root, id),
+    };
     if let Some(other) = state_file
         .as_ref()
         .and_then(|s| s.bundle.clone())
@@ -420,10 +443,21 @@ pub fn delete_bundle(req: &DeleteRequest, reaper: &Reaper) -> Result<DeleteOutco
             None
         }
         Err(owner::NotProven::Unproven(why)) => {
-            log::warn!(
-                "msg=\"cleanup: not killing through the cgroup: not provably the container's alone\" id={id} why={} left_alone=\"{}\"",
+            // It matters only while something of the container may still
+            // run; after a normal Task Delete (a gVisor app container,
+            // which never owns a cgroup) it is no news.
+            let left = record
+                .as_ref()
+                .map(OwnerRecord::pids_now)
+                .unwrap_or_default();
+            let may_run = runtime_held
+                || !left.is_empty()
+                || record.as_ref().is_some_and(OwnerRecord::init_alive);
+            log::log!(
+                if may_run { log::Level::Warn } else { log::Level::Info },
+                "msg=\"cleanup: not killing through the cgroup: not provably the container's alone\" id={id} why={} left_alone={}",
                 q(&why),
-                join_pids(&record.as_ref().map(OwnerRecord::pids_now).unwrap_or_default())
+                q(join_pids(&left))
             );
             None
         }
@@ -434,19 +468,24 @@ pub fn delete_bundle(req: &DeleteRequest, reaper: &Reaper) -> Result<DeleteOutco
     // loaded node that wait outran the runtime deadline (4 times in 1000
     // soak cycles, 3 in 12 kill -9s with the CPUs busy) and the state stayed.
     // Killing the cgroup ourselves leaves runc only its state to remove.
+    let mut killed: Vec<u32> = Vec::new();
     if let Some(o) = &owned {
         let wait = lim.kill_wait.min(budget.left().saturating_sub(MIN_STEP));
-        if let Err(e) = o.kill(wait, id) {
-            log::warn!(
+        match o.kill(wait, id) {
+            Ok(k) => killed.extend(k.signalled),
+            Err(e) => log::warn!(
                 "msg=\"cleanup: cgroup kill before the runtime delete skipped\" id={id} error={}",
                 q(&e)
-            );
+            ),
         }
     }
 
     // --- force delete in the runtime ------------------------------------
     let mut runtime_err = None;
     if !skip_runtime {
+        if runtime_held {
+            found.push(format!("runtime state ({})", choice.kind()));
+        }
         runtime_err = runtime_delete(&choice, id, &bundle, &budget, &lim, reaper);
     }
 
@@ -457,6 +496,7 @@ pub fn delete_bundle(req: &DeleteRequest, reaper: &Reaper) -> Result<DeleteOutco
         let wait = lim.kill_wait.min(budget.left().saturating_sub(MIN_STEP));
         match o.kill(wait, id) {
             Ok(k) if k.left.is_empty() => {
+                killed.extend(k.signalled);
                 cgroup_empty = true;
                 remove_cgroup_dirs(o.dirs(), id)
             }
@@ -475,6 +515,8 @@ pub fn delete_bundle(req: &DeleteRequest, reaper: &Reaper) -> Result<DeleteOutco
         }
     }
     if confirmed && pid_alive(pid) {
+        log::warn!("msg=\"cleanup: killing the container's init\" id={id} pid={pid}");
+        killed.push(pid as u32);
         let _ = nix::sys::signal::kill(
             nix::unistd::Pid::from_raw(pid),
             nix::sys::signal::Signal::SIGKILL,
@@ -501,15 +543,15 @@ pub fn delete_bundle(req: &DeleteRequest, reaper: &Reaper) -> Result<DeleteOutco
             Ok(()) => {
                 log::warn!(
                     "msg=\"cleanup: runc could not delete in time; removed its state of the dead container by hand\" id={id} dir={} runtime_error={}",
-                    q(&state_dir.display().to_string()),
+                    q(state_dir.display()),
                     q(runtime_err.as_deref().unwrap_or_default())
                 );
                 runtime_err = None;
             }
             Err(e) => log::warn!(
                 "msg=\"cleanup: cannot remove runc's state dir\" id={id} dir={} error={}",
-                q(&state_dir.display().to_string()),
-                q(&e.to_string())
+                q(state_dir.display()),
+                q(&e)
             ),
         }
     }
@@ -532,13 +574,16 @@ pub fn delete_bundle(req: &DeleteRequest, reaper: &Reaper) -> Result<DeleteOutco
         }
         let mounted = mount::mounts_under(&bundle);
         if mounted.is_empty() {
+            // The normal state after a Task Delete (the shim unmounted it):
+            // no input is missing, so no warning.
             if rootfs_meta.is_some_and(|m| m.is_dir()) {
-                notes.assume(
-                    "rootfs not mounted".into(),
-                    "already unmounted (or never mounted by the shim): nothing to unmount".into(),
-                );
+                log::info!("msg=\"cleanup: rootfs not mounted; nothing to unmount\" id={id}");
             }
         } else {
+            found.push(match mounted.len() {
+                1 => "1 mount".to_string(),
+                n => format!("{n} mounts"),
+            });
             let b = budget.cap(
                 "unmount",
                 choice.config.timeouts.unmount,
@@ -551,10 +596,9 @@ pub fn delete_bundle(req: &DeleteRequest, reaper: &Reaper) -> Result<DeleteOutco
                 mount::unmount_all(&target, b, &idc)
             }) {
                 Some(Ok(d)) => detached = d,
-                Some(Err(e)) => log::warn!(
-                    "msg=\"cleanup: unmount failed\" id={id} error={}",
-                    q(&e.to_string())
-                ),
+                Some(Err(e)) => {
+                    log::warn!("msg=\"cleanup: unmount failed\" id={id} error={}", q(&e))
+                }
                 None => log::warn!(
                     "msg=\"cleanup: unmount did not finish within its bound\" id={id} bound={b:?}"
                 ),
@@ -623,14 +667,30 @@ pub fn delete_bundle(req: &DeleteRequest, reaper: &Reaper) -> Result<DeleteOutco
         assumed: notes.list,
         detached,
         remains,
+        found: {
+            killed.sort_unstable();
+            killed.dedup();
+            if !killed.is_empty() {
+                found.push(format!("live processes {}", join_pids(&killed)));
+            }
+            found
+        },
         took: started.elapsed(),
     };
     match outcome.error_message() {
-        None => log::info!(
-            "msg=\"cleanup finished\" id={id} pid={} runtime={} took={:?} assumed={} detached={}",
+        // After a normal Task Delete nothing was left: not a warning (the
+        // `delete` action then writes nothing at all, see docs/cleanup.md).
+        None => log::log!(
+            if outcome.is_routine() {
+                log::Level::Info
+            } else {
+                log::Level::Warn
+            },
+            "msg=\"cleanup finished\" id={id} pid={} runtime={} took={:?} found={} assumed={} detached={}",
             outcome.pid,
             q(&outcome.runtime),
             outcome.took,
+            q(outcome.found.join(", ")),
             outcome.assumed.len(),
             outcome.detached.len()
         ),
@@ -683,7 +743,7 @@ fn pid_from_runtime(
         Some(Err(e)) => {
             log::info!(
                 "msg=\"cleanup: runtime state gave no pid\" id={id} error={}",
-                q(&e.to_string())
+                q(&e)
             );
             None
         }
@@ -726,13 +786,13 @@ fn remove_cgroup_dirs(dirs: &[PathBuf], id: &str) {
         match std::fs::remove_dir(d) {
             Ok(()) => log::info!(
                 "msg=\"cleanup: removed the container's leftover cgroup\" id={id} dir={}",
-                q(&d.display().to_string())
+                q(d.display())
             ),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
             Err(e) => log::warn!(
                 "msg=\"cleanup: cannot remove the container's cgroup\" id={id} dir={} error={}",
-                q(&d.display().to_string()),
-                q(&e.to_string())
+                q(d.display()),
+                q(&e)
             ),
         }
     }
@@ -939,6 +999,82 @@ pub(crate) mod tests {
         // rootfs: one note each.
         assert_eq!(o.assumed.len(), 6, "{:#?}", o.assumed);
         assert!(o.took < Duration::from_secs(4));
+    }
+
+    /// A bundle as it is when containerd runs `delete` after a normal Task
+    /// Delete: every file there, the runtime's state gone, the recorded
+    /// cgroup gone, the rootfs unmounted. Routine: nothing found, nothing
+    /// assumed. The same bundle with the runtime still holding the
+    /// container (a dead shim) is not.
+    fn after_task_delete(d: &Path, id: &str) -> (DeleteRequest, PathBuf, PathBuf) {
+        let (r, b) = request(d, id);
+        let rt = fake_runtime(d, "exit 0");
+        let mut c = robust_config::Config::default();
+        c.runtime.root = Some(d.join("roots"));
+        c.runtime.binary = rt.display().to_string();
+        std::fs::write(b.join("runtime"), rt.display().to_string()).unwrap();
+        std::fs::write(b.join("options.json"), c.to_options_json()).unwrap();
+        // a pid below pid_max that is not running (the init is gone)
+        let max = std::fs::read_to_string("/proc/sys/kernel/pid_max")
+            .ok()
+            .and_then(|m| m.trim().parse::<i32>().ok())
+            .unwrap_or(32768);
+        let dead = (2..max).rev().find(|p| !pid_alive(*p)).unwrap();
+        std::fs::write(b.join("init.pid"), dead.to_string()).unwrap();
+        std::fs::write(b.join("config.json"), "{}").unwrap();
+        std::fs::write(
+            b.join("address"),
+            format!("unix://{}", d.join("no-such.sock").display()),
+        )
+        .unwrap();
+        OwnerRecord {
+            id: id.into(),
+            init_pid: dead,
+            init_start: 1,
+            pid_ns: None,
+            cgroup: vec![owner::CgroupDir {
+                controller: "pids".into(),
+                path: d.join("cgroup-gone"),
+                ino: 1,
+            }],
+            not_owned: None,
+        }
+        .write(&b)
+        .unwrap();
+        std::fs::create_dir(b.join("rootfs")).unwrap();
+        let state = d.join("roots").join("default").join(id);
+        (r, b, state)
+    }
+
+    #[test]
+    fn a_delete_after_a_normal_task_delete_is_routine() {
+        let reaper = test_reaper();
+        let d = tempfile::tempdir().unwrap();
+        let (r, _b, _) = after_task_delete(d.path(), "c6");
+        let o = delete_bundle(&r, &reaper).unwrap();
+        assert!(o.is_clean(), "{:?}", o.remains);
+        assert!(o.found.is_empty(), "{:?}", o.found);
+        assert!(o.assumed.is_empty(), "{:#?}", o.assumed);
+        assert!(o.is_routine());
+
+        // The runtime still holds it: a shim died before deleting it.
+        let (r, _b, state) = after_task_delete(d.path(), "c7");
+        std::fs::create_dir_all(&state).unwrap();
+        let o = delete_bundle(&r, &reaper).unwrap();
+        assert_eq!(o.found, ["runtime state (runc)"], "{:?}", o.found);
+        assert!(!o.is_routine());
+
+        // A bundle file missing is never routine.
+        let (r, b, _) = after_task_delete(d.path(), "c8");
+        std::fs::remove_file(b.join("init.pid")).unwrap();
+        let o = delete_bundle(&r, &reaper).unwrap();
+        assert!(o.found.is_empty(), "{:?}", o.found);
+        assert!(
+            o.assumed.iter().any(|a| a.starts_with("init.pid missing")),
+            "{:#?}",
+            o.assumed
+        );
+        assert!(!o.is_routine());
     }
 
     #[test]

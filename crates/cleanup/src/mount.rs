@@ -6,6 +6,8 @@ use std::time::{Duration, Instant};
 use nix::errno::Errno;
 use nix::mount::{mount, umount2, MntFlags, MsFlags};
 
+use crate::logfmt::quote;
+
 /// One mount as containerd sends it (type, source, options).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MountSpec {
@@ -199,11 +201,13 @@ pub(crate) fn unescape(s: &str) -> String {
 pub fn unmount_all(target: &Path, bound: Duration, id: &str) -> Result<Vec<PathBuf>, MountError> {
     if std::fs::symlink_metadata(target).is_ok_and(|m| m.file_type().is_symlink()) {
         log::warn!(
-            "msg=\"not unmounting through a symlink\" id={id} target=\"{}\" points_to=\"{}\"",
-            target.display(),
-            std::fs::read_link(target)
-                .map(|t| t.display().to_string())
-                .unwrap_or_default()
+            "msg=\"not unmounting through a symlink\" id={id} target={} points_to={}",
+            quote(target.display()),
+            quote(
+                std::fs::read_link(target)
+                    .map(|t| t.display().to_string())
+                    .unwrap_or_default()
+            )
         );
         return Ok(Vec::new());
     }
@@ -236,9 +240,9 @@ fn unmount_one(p: &Path, deadline: Instant, bound: Duration, id: &str) -> Result
             }
             Err(Errno::EBUSY) => {
                 log::warn!(
-                    "msg=\"mount still busy after retries; detaching lazily\" id={id} target=\"{}\" bound={bound:?} holders=\"{}\"",
-                    p.display(),
-                    holders_text(p)
+                    "msg=\"mount still busy after retries; detaching lazily\" id={id} target={} bound={bound:?} holders={}",
+                    quote(p.display()),
+                    quote(holders_text(p))
                 );
                 umount2(p, MntFlags::MNT_DETACH | MntFlags::UMOUNT_NOFOLLOW).map_err(|errno| {
                     MountError::Unmount {

@@ -43,6 +43,7 @@ use serde::{Deserialize, Serialize};
 use crate::bundle::{self, read_file, FileRead};
 use crate::cgroup::{self as cg, join_pids, pid_alive, proc_start_time};
 use crate::inputs::{read_runc_state, Input};
+use crate::logfmt::quote;
 
 /// The record's file name in the bundle.
 pub const RECORD_FILE: &str = "robust-owner.json";
@@ -308,8 +309,8 @@ impl Owned {
         let (pids, spared) = self.targets()?;
         if !spared.is_empty() {
             log::warn!(
-                "msg=\"not signalling processes in sub-cgroups that are not provably the container's\" id={id} signal={sig} pids=\"{}\"",
-                join_pids(&spared)
+                "msg=\"not signalling processes in sub-cgroups that are not provably the container's\" id={id} signal={sig} pids={}",
+                quote(join_pids(&spared))
             );
         }
         Ok(pids
@@ -329,8 +330,8 @@ impl Owned {
         };
         if !out.spared.is_empty() {
             log::warn!(
-                "msg=\"not killing processes in sub-cgroups that are not provably the container's\" id={id} pids=\"{}\"",
-                join_pids(&out.spared)
+                "msg=\"not killing processes in sub-cgroups that are not provably the container's\" id={id} pids={}",
+                quote(join_pids(&out.spared))
             );
         }
         if first.is_empty() {
@@ -338,8 +339,8 @@ impl Owned {
         }
         cg::thaw_bounded(&self.cgroup, wait.max(THAW_WAIT), id);
         log::warn!(
-            "msg=\"killing processes left in the container's cgroup\" id={id} pids=\"{}\"",
-            join_pids(&first)
+            "msg=\"killing processes left in the container's cgroup\" id={id} pids={}",
+            quote(join_pids(&first))
         );
         let end = Instant::now() + wait;
         let mut pause = Duration::from_millis(5);

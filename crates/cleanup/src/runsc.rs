@@ -20,6 +20,7 @@ use serde::Deserialize;
 
 use crate::bundle::{read_file, FileRead};
 use crate::cgroup::pid_alive;
+use crate::logfmt::quote;
 
 /// The parts of a runsc state file the cleanup needs.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -108,13 +109,20 @@ pub fn read_state(root: &Path, id: &str) -> Option<RunscState> {
         FileRead::Bytes(b) => match parse_state(&name, &b) {
             Ok(s) => Some(s),
             Err(e) => {
-                log::warn!("msg=\"cleanup: runsc state unusable\" id={id} error=\"{e}\"");
+                log::warn!(
+                    "msg=\"cleanup: runsc state unusable\" id={id} error={q_error}",
+                    q_error = quote(&e)
+                );
                 None
             }
         },
         FileRead::Missing => None,
         FileRead::Unusable(why) => {
-            log::warn!("msg=\"cleanup: runsc state unusable\" id={id} file={name} error=\"{why}\"");
+            log::warn!(
+                "msg=\"cleanup: runsc state unusable\" id={id} file={} error={}",
+                quote(name),
+                quote(&why)
+            );
             None
         }
     }
@@ -223,8 +231,9 @@ pub fn kill_host_processes(root: &Path, id: &str, bundle: &Path, wait: Duration)
     }
     for (pid, what) in &procs {
         log::warn!(
-            "msg=\"cleanup: killing runsc's host process of a dead shim\" id={id} pid={pid} process={what} sandbox_id={}",
-            st.sandbox_id
+            "msg=\"cleanup: killing runsc's host process of a dead shim\" id={id} pid={pid} process={} sandbox_id={}",
+            quote(what),
+            quote(&st.sandbox_id)
         );
         let _ = kill(Pid::from_raw(*pid), Signal::SIGKILL);
     }
@@ -281,12 +290,8 @@ pub fn remove_dead_state(root: &Path, id: &str) -> Result<Vec<PathBuf>, String> 
     }
     if !removed.is_empty() {
         log::warn!(
-            "msg=\"cleanup: runsc could not delete; removed its state of dead processes by hand\" id={id} files=\"{}\"",
-            removed
-                .iter()
-                .map(|p| p.display().to_string())
-                .collect::<Vec<_>>()
-                .join(",")
+            "msg=\"cleanup: runsc could not delete; removed its state of dead processes by hand\" id={id} files={}",
+            quote(removed .iter() .map(|p| p.display().to_string()) .collect::<Vec<_>>() .join(","))
         );
     }
     Ok(removed)
@@ -318,7 +323,10 @@ pub fn remove_orphan_locks(root: &Path, id: &str) -> usize {
             continue;
         }
         if std::fs::remove_file(root.join(&name)).is_ok() {
-            log::info!("msg=\"removed a runsc lock file without its state\" id={id} file={name}");
+            log::info!(
+                "msg=\"removed a runsc lock file without its state\" id={id} file={}",
+                quote(&name)
+            );
             removed += 1;
         }
     }

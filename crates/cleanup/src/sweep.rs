@@ -25,6 +25,60 @@ use crate::mount;
 pub const OUR_SHIM: &str = "containerd-shim-robust-v2";
 /// containerd's default task state directory.
 pub const DEFAULT_STATE_DIR: &str = "/run/containerd/io.containerd.runtime.v2.task";
+/// The name of the task state directory under containerd's state dir.
+pub const TASK_DIR: &str = "io.containerd.runtime.v2.task";
+
+/// The task state directory to sweep, from what an operator names:
+/// containerd's state dir itself (`/run/containerd`, where the task
+/// directory is [`TASK_DIR`]) or the task directory. A directory named
+/// otherwise, without a [`TASK_DIR`] under it, is taken as a task
+/// directory (its subdirectories are namespaces) unless it holds
+/// containerd's own `io.containerd.*` directories: then it is a state dir
+/// with no task state. The path is checked like a bundle path (absolute,
+/// no `..`, no symlinked component).
+pub fn resolve_state_dir(dir: &Path) -> Result<PathBuf, String> {
+    let dir = bundle::check_dir_path(dir, "state dir")?;
+    let how = "containerd keeps it under its state dir (`state` in its config.toml, \
+               /run/containerd by default): pass --state-dir with containerd's state dir \
+               or its io.containerd.runtime.v2.task subdirectory";
+    let is_dir = |p: &Path| std::fs::symlink_metadata(p).is_ok_and(|m| m.is_dir());
+    if !is_dir(&dir) {
+        let why = match std::fs::symlink_metadata(&dir) {
+            Ok(_) => "not a directory".to_string(),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => "no such directory".into(),
+            Err(e) => e.to_string(),
+        };
+        return Err(format!(
+            "no containerd task state at {} ({why}); {how}",
+            dir.display()
+        ));
+    }
+    if dir.file_name().is_some_and(|n| n == TASK_DIR) {
+        return Ok(dir);
+    }
+    let tasks = dir.join(TASK_DIR);
+    if let Ok(m) = std::fs::symlink_metadata(&tasks) {
+        if m.is_dir() {
+            return Ok(tasks);
+        }
+        return Err(format!("{} is not a directory", tasks.display()));
+    }
+    let containerds = std::fs::read_dir(&dir)
+        .map_err(|e| format!("state dir {}: {e}", dir.display()))?
+        .flatten()
+        .any(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .starts_with("io.containerd.")
+        });
+    if containerds {
+        return Err(format!(
+            "no containerd task state at {} (it is containerd's state dir, without {TASK_DIR}); {how}",
+            tasks.display()
+        ));
+    }
+    Ok(dir)
+}
 
 /// What connecting to a shim socket gave.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -213,8 +267,8 @@ pub fn remove_bundle(bundle: &Path, ns: &str, id: &str) -> Result<(), String> {
             if let Err(e) = bundle::remove_tree_one_fs(&w) {
                 log::warn!(
                     "msg=\"sweep: cannot remove containerd's work dir\" id={id} dir={} error={}",
-                    q(&w.display().to_string()),
-                    q(&e.to_string())
+                    q(w.display()),
+                    q(&e)
                 );
             }
         }
@@ -310,7 +364,7 @@ fn age(bundle: &Path) -> Duration {
 /// Sweep the state directory. `reaper` runs the runtime; it is only used
 /// when not a dry run.
 pub fn sweep(opts: &SweepOptions, reaper: Option<&Reaper>) -> Result<Vec<Row>, String> {
-    let state_dir = bundle::check_dir_path(&opts.state_dir, "state dir")?;
+    let state_dir = resolve_state_dir(&opts.state_dir)?;
     let mut rows = Vec::new();
     for (ns, ns_dir, t) in sorted_dirs(&state_dir)? {
         if opts.namespace.as_deref().is_some_and(|want| want != ns) {
@@ -651,6 +705,54 @@ mod tests {
         )
         .unwrap_err();
         assert!(e.contains("\"..\""), "{e}");
+    }
+
+    /// containerd's state dir or its task dir: the same bundles; a dir with
+    /// no containerd state says where it looked and how to point elsewhere.
+    #[test]
+    fn state_dir_is_containerds_or_its_task_dir() {
+        let d = tempfile::tempdir().unwrap();
+        let state = d.path().join("containerd");
+        let tasks = state.join(TASK_DIR);
+        bundle(&tasks, "default", "dead");
+        std::fs::create_dir_all(state.join("io.containerd.grpc.v1.cri")).unwrap();
+        assert_eq!(resolve_state_dir(&state).unwrap(), tasks);
+        assert_eq!(resolve_state_dir(&tasks).unwrap(), tasks);
+        let opts = |dir: &Path| SweepOptions {
+            state_dir: dir.to_path_buf(),
+            dry_run: true,
+            min_age: Duration::ZERO,
+            ..SweepOptions::default()
+        };
+        for dir in [&state, &tasks] {
+            let rows = sweep(&opts(dir), None).unwrap();
+            assert_eq!(rows.len(), 1, "{dir:?}: {rows:?}");
+            assert_eq!(
+                (rows[0].namespace.as_str(), rows[0].id.as_str()),
+                ("default", "dead")
+            );
+        }
+        // No containerd there at all.
+        let none = d.path().join("nothing-here");
+        let e = resolve_state_dir(&none).unwrap_err();
+        assert!(e.contains(&none.display().to_string()), "{e}");
+        assert!(
+            e.contains("no such directory") && e.contains("--state-dir"),
+            "{e}"
+        );
+        // containerd's state dir whose task dir is gone: not read as a namespace.
+        std::fs::remove_dir_all(&tasks).unwrap();
+        let e = sweep(&opts(&state), None).unwrap_err();
+        assert!(e.contains(&tasks.display().to_string()), "{e}");
+        assert!(e.contains("--state-dir"), "{e}");
+        // A task dir named otherwise (its entries are namespaces) still works.
+        let custom = d.path().join("tasks");
+        bundle(&custom, "k8s.io", "x");
+        assert_eq!(resolve_state_dir(&custom).unwrap(), custom);
+        // A plain file.
+        std::fs::write(d.path().join("file"), "").unwrap();
+        let e = resolve_state_dir(&d.path().join("file")).unwrap_err();
+        assert!(e.contains("not a directory"), "{e}");
     }
 
     #[test]

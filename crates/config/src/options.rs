@@ -2,7 +2,7 @@
 //! `start` stdin (containerd 1.6 to 2.2), inside a 2.3 bootstrap, or in the
 //! `Create` request.
 //!
-//! Two shapes reach the shim (see the design notes):
+//! Two shapes reach the shim (README.md, "Install into containerd"):
 //! - `containerd.runc.v1.Options`, when the runtime is configured as
 //!   `io.containerd.runc.v2` with our binary as its path: runc's own
 //!   options (BinaryName, Root, SystemdCgroup, ...).

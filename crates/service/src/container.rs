@@ -128,7 +128,8 @@ pub fn join_sandbox_pid_namespace(bundle: &Path, sandbox_pid: i32, id: &str) -> 
     robust_cleanup::bundle::write_atomic(bundle, name, &out)
         .map_err(|e| Error::Io(format!("container {id}: write {name}: {e}")))?;
     log::info!(
-        "msg=\"runsc: app container shares the pod's pid namespace; placed in the sandbox's\" id={id} path={shared}"
+        "msg=\"runsc: app container shares the pod's pid namespace; placed in the sandbox's\" id={id} path={}",
+        robust_cleanup::logfmt::quote(&shared)
     );
     Ok(true)
 }

@@ -19,6 +19,8 @@ use containerd_shim_protos::shim::event::Envelope;
 use containerd_shim_protos::shim::events::ForwardRequest;
 use containerd_shim_protos::EventsClient;
 
+use robust_cleanup::logfmt::quote;
+
 const QUEUE: usize = 4096;
 
 /// One event to publish.
@@ -164,7 +166,8 @@ impl Publisher {
             .spawn(move || forward_loop(rx, &address, &namespace, &b2, &p2));
         if let Err(e) = spawned {
             log::error!(
-                "msg=\"cannot start event publisher; events will be dropped\" error=\"{e}\""
+                "msg=\"cannot start event publisher; events will be dropped\" error={q_error}",
+                q_error = quote(&e)
             );
             return Publisher {
                 tx: None,
@@ -236,7 +239,8 @@ fn connect(address: &str) -> Option<EventsClient> {
         Ok(s) => s,
         Err(e) => {
             log::debug!(
-                "msg=\"connect to containerd events failed\" address={address} error=\"{e}\""
+                "msg=\"connect to containerd events failed\" address={address} error={q_error}",
+                q_error = quote(&e)
             );
             return None;
         }
@@ -245,7 +249,10 @@ fn connect(address: &str) -> Option<EventsClient> {
     match ttrpc::Client::new(stream.into_raw_fd()) {
         Ok(c) => Some(EventsClient::new(c)),
         Err(e) => {
-            log::warn!("msg=\"cannot set up the events client\" address={address} error=\"{e}\"");
+            log::warn!(
+                "msg=\"cannot set up the events client\" address={address} error={q_error}",
+                q_error = quote(&e)
+            );
             None
         }
     }
@@ -331,26 +338,33 @@ fn deliver(
         let now = Instant::now();
         if deadline.is_some_and(|d| now >= d) {
             log::warn!(
-                "msg=\"event not delivered; giving up\" topic={} id={} attempts={attempts} error=\"{err}\"",
+                "msg=\"event not delivered; giving up\" topic={} id={} attempts={attempts} error={q_error}",
                 e.topic,
-                e.container_id
+                e.container_id,
+                q_error = quote(&err)
             );
             return;
         }
         if attempts == 1 {
             log::warn!(
-                "msg=\"event delivery failed; retrying\" topic={} id={} until=\"{}\" error=\"{err}\"",
+                "msg=\"event delivery failed; retrying\" topic={} id={} until={} error={q_error}",
                 e.topic,
                 e.container_id,
-                if deadline.is_some() { "publish bound" } else { "delivered" }
+                quote(if deadline.is_some() {
+                    "publish bound"
+                } else {
+                    "delivered"
+                }),
+                q_error = quote(&err)
             );
         } else if now >= next_report {
             next_report = now + Duration::from_secs(60);
             log::warn!(
-                "msg=\"event still not delivered; retrying\" topic={} id={} attempts={attempts} waited={:?} error=\"{err}\"",
+                "msg=\"event still not delivered; retrying\" topic={} id={} attempts={attempts} waited={:?} error={q_error}",
                 e.topic,
                 e.container_id,
-                started.elapsed()
+                started.elapsed(),
+                q_error = quote(&err)
             );
         }
         let left = deadline.map_or(backoff, |d| d.saturating_duration_since(now));

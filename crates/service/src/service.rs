@@ -14,6 +14,7 @@ use containerd_shim_protos::protobuf::well_known_types::empty::Empty;
 use containerd_shim_protos::protobuf::{Message, MessageField};
 use containerd_shim_protos::shim::oci::ProcessDetails;
 use containerd_shim_protos::types::task::{ProcessInfo, Status as PbStatus};
+use robust_cleanup::logfmt::quote;
 use robust_cleanup::{bundle, mount};
 use robust_config::{Config, RuntimeKind};
 use robust_reaper::{Exit, Reaper};
@@ -71,7 +72,10 @@ impl Service {
         let oom = match robust_cgroups::OomWatcher::new(oom_tx) {
             Ok(w) => Some(w),
             Err(e) => {
-                log::warn!("msg=\"OOM events unavailable\" error=\"{e}\"");
+                log::warn!(
+                    "msg=\"OOM events unavailable\" error={q_error}",
+                    q_error = quote(&e)
+                );
                 None
             }
         };
@@ -97,8 +101,9 @@ impl Service {
                     // delivery of every later one.
                     if let Err(why) = crate::error::contain(|| s.on_exit(exit)) {
                         log::error!(
-                            "msg=\"shim panicked handling an exit; continuing\" pid={} panic=\"{why}\"",
-                            exit.pid
+                            "msg=\"shim panicked handling an exit; continuing\" pid={} panic={q_panic}",
+                            exit.pid,
+                            q_panic = quote(&why)
                         );
                     }
                 }
@@ -120,7 +125,8 @@ impl Service {
                     });
                     if let Err(why) = handled {
                         log::error!(
-                            "msg=\"shim panicked handling an OOM; continuing\" id={id} panic=\"{why}\""
+                            "msg=\"shim panicked handling an OOM; continuing\" id={id} panic={q_panic}",
+                            q_panic = quote(&why)
                         );
                     }
                 }
@@ -182,9 +188,9 @@ impl Service {
         match owner {
             Some((cid, eid)) => self.deliver_exit(&cid, &eid, exit),
             None => log::debug!(
-                "msg=\"reaped a process that is not a container process\" pid={} status=\"{}\" reaped_unclaimed_total={}",
+                "msg=\"reaped a process that is not a container process\" pid={} status={} reaped_unclaimed_total={}",
                 exit.pid,
-                exit.status,
+                quote(exit.status),
                 self.inner.reaper.unclaimed_count()
             ),
         }
@@ -432,7 +438,11 @@ impl Service {
         let undo_mount = |why: &str| {
             if let Some(r) = &rootfs {
                 if let Err(e) = mount::unmount_all(r, cfg.timeouts.unmount, &id) {
-                    log::warn!("msg=\"unmount after failed create failed\" id={id} why=\"{why}\" error=\"{e}\"");
+                    log::warn!(
+                        "msg=\"unmount after failed create failed\" id={id} why={q_why} error={q_error}",
+                        q_why = quote(why),
+                        q_error = quote(&e)
+                    );
                 }
             }
         };
@@ -460,11 +470,15 @@ impl Service {
                 },
             );
             if let Err(e) = res {
-                log::warn!("msg=\"create failed; cleaning up\" id={id} error=\"{e}\"");
+                log::warn!(
+                    "msg=\"create failed; cleaning up\" id={id} error={q_error}",
+                    q_error = quote(&e)
+                );
                 if let Err(de) = runc.delete(&id, true) {
                     if de.kind() != robust_runtime::ErrorKind::NotFound {
                         log::warn!(
-                            "msg=\"delete after failed create failed\" id={id} error=\"{de}\""
+                            "msg=\"delete after failed create failed\" id={id} error={q_error}",
+                            q_error = quote(&de)
                         );
                     }
                 }
@@ -490,7 +504,10 @@ impl Service {
         let cgroup = match robust_cgroups::Cgroup::for_pid(pid as u32) {
             Ok(cg) => Some(cg),
             Err(e) => {
-                log::warn!("msg=\"cannot find the container's cgroup; no OOM events or cgroup kill for it\" id={id} error=\"{e}\"");
+                log::warn!(
+                    "msg=\"cannot find the container's cgroup; no OOM events or cgroup kill for it\" id={id} error={q_error}",
+                    q_error = quote(&e)
+                );
                 None
             }
         };
@@ -522,7 +539,7 @@ impl Service {
         if let Err(e) = owner.write(&bundle_dir) {
             log::warn!(
                 "msg=\"cannot write the ownership record; the dead-shim delete will rely on the runtime alone\" id={id} error={}",
-                robust_cleanup::logfmt::quote(&e.to_string())
+                robust_cleanup::logfmt::quote(&e)
             );
         }
         // With runsc the host pid is the sandbox's: only the container that
@@ -530,7 +547,10 @@ impl Service {
         let watch_oom = kind == RuntimeKind::Runc || owns;
         if let (Some(oom), Some(cg), true) = (&self.inner.oom, &cgroup, watch_oom) {
             if let Err(e) = oom.watch(&id, cg) {
-                log::warn!("msg=\"cannot watch OOM\" id={id} error=\"{e}\"");
+                log::warn!(
+                    "msg=\"cannot watch OOM\" id={id} error={q_error}",
+                    q_error = quote(&e)
+                );
             }
         }
         let init = Arc::new(Process::new("", paths.clone(), Vec::new()));
@@ -719,13 +739,18 @@ impl Service {
                                 Ok(ref st) if st == "running" || st == "paused"
                             );
                             if running {
-                                log::debug!("msg=\"runsc wait returned early; waiting again\" id={} error=\"{e}\"", c.id);
+                                log::debug!(
+                                    "msg=\"runsc wait returned early; waiting again\" id={} error={q_error}",
+                                    c.id,
+                                    q_error = quote(&e)
+                                );
                                 continue;
                             }
                             // The sandbox died with it: its exit status is gone.
                             log::warn!(
-                                "msg=\"runsc wait failed; reporting exit 137\" id={} error=\"{e}\"",
-                                c.id
+                                "msg=\"runsc wait failed; reporting exit 137\" id={} error={q_error}",
+                                c.id,
+                                q_error = quote(&e)
                             );
                             break robust_reaper::ExitStatus::Signal(libc::SIGKILL);
                         }
@@ -743,8 +768,9 @@ impl Service {
             });
         if let Err(e) = spawned {
             log::error!(
-                "msg=\"cannot start runsc wait thread\" id={} error=\"{e}\"",
-                container.id
+                "msg=\"cannot start runsc wait thread\" id={} error={q_error}",
+                container.id,
+                q_error = quote(&e)
             );
         }
     }
@@ -884,8 +910,9 @@ impl Service {
             if never_started && req.signal == libc::SIGKILL as u32 {
                 if let Err(e) = c.runc.kill(&c.id, req.signal, req.all) {
                     log::debug!(
-                        "msg=\"runsc kill of a never-started container\" id={} error=\"{e}\"",
-                        c.id
+                        "msg=\"runsc kill of a never-started container\" id={} error={q_error}",
+                        c.id,
+                        q_error = quote(&e)
                     );
                 }
                 if let Ok(mut st) = c.init.lock() {
@@ -914,8 +941,9 @@ impl Service {
                 Err(e) if req.signal == libc::SIGKILL as u32 && c.cgroup.is_some() => {
                     let n = self.kill_cgroup(&c);
                     log::warn!(
-                        "msg=\"runtime kill failed; killed the container's cgroup instead\" id={} pids={n} error=\"{e}\"",
-                        c.id
+                        "msg=\"runtime kill failed; killed the container's cgroup instead\" id={} pids={n} error={q_error}",
+                        c.id,
+                        q_error = quote(&e)
                     );
                     self.watch_sigkill(&c);
                     Ok(())
@@ -990,8 +1018,9 @@ impl Service {
                 // A stopped container that runc cannot delete plainly is
                 // deleted by force; the error is only fatal if that fails.
                 log::warn!(
-                    "msg=\"runtime delete failed; forcing\" id={} error=\"{e}\"",
-                    c.id
+                    "msg=\"runtime delete failed; forcing\" id={} error={q_error}",
+                    c.id,
+                    q_error = quote(&e)
                 );
                 if let Err(fe) = c.runc.delete(&c.id, true) {
                     if fe.kind() != robust_runtime::ErrorKind::NotFound {
@@ -1242,7 +1271,8 @@ fn traced<T>(
     // leaves the worker, the daemon and the other containers serving.
     let res = crate::error::contain(f).unwrap_or_else(|why| {
         log::error!(
-            "msg=\"shim panicked while serving a request; the daemon keeps serving\" method={method} id={id} exec_id={exec_id} panic=\"{why}\""
+            "msg=\"shim panicked while serving a request; the daemon keeps serving\" method={method} id={id} exec_id={exec_id} panic={q_panic}",
+            q_panic = quote(&why)
         );
         Err(Error::Internal(format!(
             "{method} of container {id}: the shim failed internally: {why}"
@@ -1253,9 +1283,18 @@ fn traced<T>(
             "msg=\"rpc\" method={method} id={id} exec_id={exec_id} took={:?}",
             started.elapsed()
         ),
-        Err(e) => log::warn!(
-            "msg=\"rpc failed\" method={method} id={id} exec_id={exec_id} code={:?} error=\"{e}\"",
-            e.code()
+        // "No such container or process" answers a question (containerd
+        // asks about a task it is not sure of; `ctr task ls` races a
+        // create): an answer, not an incident for an operator.
+        Err(e) => log::log!(
+            if matches!(e, Error::NotFound(_)) {
+                log::Level::Info
+            } else {
+                log::Level::Warn
+            },
+            "msg=\"rpc failed\" method={method} id={id} exec_id={exec_id} code={:?} error={q_error}",
+            e.code(),
+            q_error = quote(e)
         ),
     }
     res.map_err(Into::into)

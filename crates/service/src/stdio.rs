@@ -29,6 +29,8 @@ use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags};
 
 use crate::error::{Error, Result};
 
+use robust_cleanup::logfmt::quote;
+
 /// The stdio paths of a process as containerd gave them.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct StdioPaths {
@@ -320,9 +322,10 @@ fn wait_for(
 fn copy_out(mut src: File, mut dst: File, drain: &Drain) -> CopyEnd {
     if let Err(e) = set_nonblocking(&dst) {
         log::debug!(
-            "msg=\"output stays blocking\" id={} exec_id={} error=\"{e}\"",
+            "msg=\"output stays blocking\" id={} exec_id={} error={q_error}",
             drain.cid,
-            drain.eid
+            drain.eid,
+            q_error = quote(e)
         );
     }
     let mut deadline: Option<Instant> = None;
@@ -353,9 +356,10 @@ fn copy_out(mut src: File, mut dst: File, drain: &Drain) -> CopyEnd {
                 }
                 Err(e) => {
                     log::debug!(
-                        "msg=\"output copy ended\" id={} exec_id={} error=\"{e}\"",
+                        "msg=\"output copy ended\" id={} exec_id={} error={q_error}",
                         drain.cid,
-                        drain.eid
+                        drain.eid,
+                        q_error = quote(&e)
                     );
                     return CopyEnd::Done;
                 }
@@ -413,7 +417,10 @@ fn copy_in(mut src: File, mut dst: File, stop: &EventFd, id: &str) {
             Ok(0) => break,
             Ok(n) => {
                 if let Err(e) = dst.write_all(&buf[..n]) {
-                    log::debug!("msg=\"stdin copy ended\" id={id} error=\"{e}\"");
+                    log::debug!(
+                        "msg=\"stdin copy ended\" id={id} error={q_error}",
+                        q_error = quote(&e)
+                    );
                     break;
                 }
             }

@@ -49,7 +49,11 @@ impl Service {
         if term_first {
             steps.push("sigterm");
             if let Err(e) = c.runc.kill(&c.id, libc::SIGTERM as u32, false) {
-                log::warn!("msg=\"stop: SIGTERM failed\" id={} error=\"{e}\"", c.id);
+                log::warn!(
+                    "msg=\"stop: SIGTERM failed\" id={} error={q_error}",
+                    c.id,
+                    q_error = quote(&e)
+                );
             }
             if exited(t.stop_grace) {
                 return report(c, true, steps, started);
@@ -63,8 +67,9 @@ impl Service {
         steps.push("sigkill");
         if let Err(e) = self.signal_container(c, libc::SIGKILL as u32, true) {
             log::warn!(
-                "msg=\"stop: SIGKILL through the runtime failed\" id={} error=\"{e}\"",
-                c.id
+                "msg=\"stop: SIGKILL through the runtime failed\" id={} error={q_error}",
+                c.id,
+                q_error = quote(&e)
             );
         }
         if exited(t.kill_grace) {
@@ -99,8 +104,9 @@ impl Service {
         );
         if let Err(e) = c.runc.delete(&c.id, true) {
             log::warn!(
-                "msg=\"stop: forced delete failed\" id={} error=\"{e}\"",
-                c.id
+                "msg=\"stop: forced delete failed\" id={} error={q_error}",
+                c.id,
+                q_error = quote(&e)
             );
         }
         if exited(t.kill_grace) {
@@ -112,13 +118,9 @@ impl Service {
         let pid = c.init.pid();
         let alive = pid > 0 && kill(Pid::from_raw(pid), None).is_ok();
         log::error!(
-            "msg=\"stop: exit not observed after every escalation step; reporting exit 137\" id={} pid={pid} still_alive={alive} cgroup_pids=\"{}\"",
+            "msg=\"stop: exit not observed after every escalation step; reporting exit 137\" id={} pid={pid} still_alive={alive} cgroup_pids={}",
             c.id,
-            c.cgroup
-                .as_ref()
-                .and_then(|cg| cg.pids().ok())
-                .map(|p| p.iter().map(u32::to_string).collect::<Vec<_>>().join(","))
-                .unwrap_or_default()
+            quote(c.cgroup .as_ref() .and_then(|cg| cg.pids().ok()) .map(|p| p.iter().map(u32::to_string).collect::<Vec<_>>().join(",")) .unwrap_or_default())
         );
         if let Ok(mut st) = c.init.lock() {
             if Process::set_exited(&mut st, 137, SystemTime::now()) {
@@ -150,15 +152,10 @@ impl Service {
             Err(NotProven::Gone) => None,
             Err(NotProven::Unproven(why)) => {
                 log::warn!(
-                    "msg=\"not killing through the cgroup: not provably the container's alone\" id={} why={} left_alone=\"{}\"",
+                    "msg=\"not killing through the cgroup: not provably the container's alone\" id={} why={} left_alone={}",
                     c.id,
                     quote(&why),
-                    c.owner
-                        .pids_now()
-                        .iter()
-                        .map(u32::to_string)
-                        .collect::<Vec<_>>()
-                        .join(",")
+                    quote(c.owner .pids_now() .iter() .map(u32::to_string) .collect::<Vec<_>>() .join(","))
                 );
                 None
             }
@@ -271,10 +268,10 @@ impl Service {
                 if c2.init.wait_timeout(c2.config.timeouts.kill_grace).is_none() {
                     let r = svc.escalate_after_sigkill(&c2, vec!["sigkill"], Instant::now());
                     log::warn!(
-                        "msg=\"escalation after SIGKILL finished\" id={} confirmed={} steps=\"{}\" took={:?}",
+                        "msg=\"escalation after SIGKILL finished\" id={} confirmed={} steps={} took={:?}",
                         r.id,
                         r.confirmed,
-                        r.steps.join(","),
+                        quote(r.steps.join(",")),
                         r.took
                     );
                 }
@@ -316,15 +313,20 @@ impl Service {
         if let Err(e) = c.runc.delete(&c.id, true) {
             if e.kind() != robust_runtime::ErrorKind::NotFound {
                 log::warn!(
-                    "msg=\"release: runtime delete failed\" id={} error=\"{e}\"",
-                    c.id
+                    "msg=\"release: runtime delete failed\" id={} error={q_error}",
+                    c.id,
+                    q_error = quote(&e)
                 );
             }
         }
         if let Some(r) = &c.rootfs {
             if let Err(e) = robust_cleanup::mount::unmount_all(r, c.config.timeouts.unmount, &c.id)
             {
-                log::warn!("msg=\"release: unmount failed\" id={} error=\"{e}\"", c.id);
+                log::warn!(
+                    "msg=\"release: unmount failed\" id={} error={q_error}",
+                    c.id,
+                    q_error = quote(&e)
+                );
             }
         }
         if let Some(oom) = &self.inner.oom {

@@ -3,6 +3,16 @@
 //!
 //! Arguments are read as the OS gives them (`args_os`): one that is not
 //! UTF-8 is refused with an error naming it, never a panic.
+//!
+//! Unknown flags. containerd may pass flags this shim does not know (a
+//! newer containerd, or one meant for the Go shim): for `start`, `delete`
+//! and the daemon they are kept in [`Args::unknown`] and ignored (the daemon
+//! logs them), never an error. An unknown flag without `=value` takes the
+//! next argument as its value, as Go's `flag` does for a string flag, except
+//! when that argument is another flag or the action that ends the line
+//! (`start`, `delete`): then it is a boolean. Only an operator runs
+//! `sweep`, and a line with none of containerd's flags is not containerd's:
+//! there an unknown flag is a usage error ([`Args::refused_unknown`]).
 
 use std::collections::BTreeMap;
 use std::ffi::OsString;
@@ -20,6 +30,8 @@ pub struct Args {
     pub debug: bool,
     pub version: bool,
     pub info: bool,
+    /// `-h`, `-help`, `--help` (or the action `help`): print the usage.
+    pub help: bool,
     /// `sweep`: list what would be done, change nothing.
     pub dry_run: bool,
     /// `sweep`: containerd's task state dir.
@@ -32,7 +44,11 @@ pub struct Args {
     pub unknown: BTreeMap<String, String>,
 }
 
-const BOOL_FLAGS: &[&str] = &["debug", "v", "version", "info", "dry-run"];
+const BOOL_FLAGS: &[&str] = &["debug", "v", "version", "info", "dry-run", "h", "help"];
+
+/// The actions containerd runs; an unknown flag right before one of them,
+/// as the last argument, is a boolean.
+const CONTAINERD_ACTIONS: &[&str] = &["start", "delete"];
 
 /// Why a command line was refused.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -94,12 +110,20 @@ where
     T: Into<OsString>,
 {
     let mut a = Args::default();
-    let mut it = argv.into_iter().map(Into::into).enumerate();
+    let argv: Vec<OsString> = argv.into_iter().map(Into::into).collect();
+    let total = argv.len();
+    let it = argv.into_iter().enumerate();
+    let mut it = it.peekable();
     while let Some((i, arg)) = it.next() {
         let arg = token(arg, i + 1)?;
         let Some(flag) = arg.strip_prefix("--").or_else(|| arg.strip_prefix('-')) else {
             if a.action.is_empty() {
                 a.action = arg;
+                if a.action == "help" {
+                    // `help` and whatever follows it: the usage.
+                    a.help = true;
+                    return Ok(a);
+                }
                 continue;
             }
             return Err(ArgsError::Usage(format!(
@@ -128,9 +152,41 @@ where
                 "debug" => a.debug = on,
                 "v" | "version" => a.version = on,
                 "dry-run" => a.dry_run = on,
+                "h" | "help" => {
+                    // As Go's `flag`: the rest of the line is not parsed.
+                    a.help = on;
+                    if on {
+                        return Ok(a);
+                    }
+                }
                 _ => a.info = on,
             }
             continue;
+        }
+        const KNOWN: &[&str] = &[
+            "namespace",
+            "id",
+            "address",
+            "publish-binary",
+            "bundle",
+            "socket",
+            "state-dir",
+            "min-age",
+        ];
+        if inline.is_none() && !KNOWN.contains(&name.as_str()) {
+            let boolean = match it.peek() {
+                None => true,
+                Some((j, next)) => {
+                    let b = next.as_bytes();
+                    b.starts_with(b"-")
+                        || (*j == total - 1
+                            && CONTAINERD_ACTIONS.iter().any(|act| act.as_bytes() == b))
+                }
+            };
+            if boolean {
+                a.unknown.insert(name, "true".into());
+                continue;
+            }
         }
         let value = match inline {
             Some(v) => v,
@@ -161,6 +217,35 @@ where
         }
     }
     Ok(a)
+}
+
+impl Args {
+    /// Whether the line carries any of the flags containerd passes its
+    /// shims: a line without them is an operator's.
+    pub fn has_containerd_flags(&self) -> bool {
+        !(self.namespace.is_empty()
+            && self.id.is_empty()
+            && self.address.is_empty()
+            && self.publish_binary.is_empty()
+            && self.bundle.is_empty()
+            && self.socket.is_empty())
+            || self.debug
+    }
+
+    /// The usage error for an unknown flag, where one is an error: always
+    /// for `sweep` (only an operator runs it), and for a line that carries
+    /// none of containerd's flags. For `start` and `delete`, and for the
+    /// daemon started with containerd's flags, unknown flags are ignored:
+    /// a flag a newer containerd adds must never break the shim.
+    pub fn refused_unknown(&self) -> Option<String> {
+        let (name, _) = self.unknown.iter().next()?;
+        let tolerated = match self.action.as_str() {
+            "sweep" => false,
+            "start" | "delete" => true,
+            _ => self.has_containerd_flags(),
+        };
+        (!tolerated).then(|| format!("flag provided but not defined: -{name}"))
+    }
 }
 
 #[cfg(test)]
@@ -241,6 +326,95 @@ mod tests {
         assert!(parse(["-id".to_string()]).is_err());
         assert!(parse(["start".to_string(), "extra".to_string()]).is_err());
         assert!(parse(["-debug=maybe".to_string()]).is_err());
+    }
+
+    #[test]
+    fn help_in_every_form() {
+        for line in [
+            &["--help"][..],
+            &["-h"],
+            &["-help"],
+            &["--h"],
+            &["help"],
+            &["help", "sweep"],
+            &["sweep", "--help"],
+            &["delete", "-h"],
+            &["start", "--help"],
+            // as Go's flag: parsing stops at -help, a malformed rest is not seen
+            &["--help", "-id"],
+            &["-namespace", "default", "--help", "extra", "args"],
+        ] {
+            assert!(p(line).help, "{line:?}");
+        }
+        assert_eq!(p(&["sweep", "--help"]).action, "sweep");
+        assert!(!p(&["-help=false", "sweep"]).help);
+        assert!(!p(&["sweep"]).help);
+    }
+
+    #[test]
+    fn unknown_flags_from_containerd_are_tolerated() {
+        // A string flag: takes its value, as Go's flag does.
+        let a = p(&["-namespace", "k8s.io", "-future", "x", "-id", "c1", "start"]);
+        assert_eq!(a.unknown.get("future").map(String::as_str), Some("x"));
+        assert_eq!((a.id.as_str(), a.action.as_str()), ("c1", "start"));
+        // A new boolean flag before another flag, or right before the final
+        // action, or last of all, does not swallow what follows.
+        let a = p(&["-newbool", "-namespace", "default", "-id", "c1", "delete"]);
+        assert_eq!(a.unknown.get("newbool").map(String::as_str), Some("true"));
+        assert_eq!(
+            (a.namespace.as_str(), a.action.as_str()),
+            ("default", "delete")
+        );
+        let a = p(&["-namespace", "default", "-id", "c1", "-newbool", "start"]);
+        assert_eq!(a.action, "start");
+        assert_eq!(a.unknown.get("newbool").map(String::as_str), Some("true"));
+        let a = p(&["-namespace", "default", "-id", "c1", "-newbool"]);
+        assert_eq!(a.action, "");
+        assert_eq!(a.unknown.get("newbool").map(String::as_str), Some("true"));
+        // A known string flag still takes whatever follows (Go's rule).
+        assert_eq!(p(&["-id", "-x", "delete"]).id, "-x");
+        // Tolerated for containerd's actions and a daemon line with its flags.
+        for line in [
+            &["-namespace", "default", "-future", "1", "start"][..],
+            &["-future", "1", "delete"],
+            &["-namespace", "default", "-id", "c1", "-future", "1"],
+            &["-debug", "-future"],
+        ] {
+            let a = p(line);
+            assert!(!a.unknown.is_empty(), "{line:?}");
+            assert_eq!(a.refused_unknown(), None, "{line:?}");
+        }
+    }
+
+    #[test]
+    fn unknown_flags_of_an_operator_are_usage_errors() {
+        for (line, flag) in [
+            (&["sweep", "--force"][..], "force"),
+            (
+                &["sweep", "--namespace", "default", "--all", "--dry-run"],
+                "all",
+            ),
+            (
+                &[
+                    "-namespace",
+                    "default",
+                    "sweep",
+                    "--min-age=1m",
+                    "--older",
+                    "1h",
+                ],
+                "older",
+            ),
+            (&["--frobnicate"], "frobnicate"),
+            (&["-x", "1"], "x"),
+        ] {
+            assert_eq!(
+                p(line).refused_unknown(),
+                Some(format!("flag provided but not defined: -{flag}")),
+                "{line:?}"
+            );
+        }
+        assert_eq!(p(&["sweep", "--dry-run"]).refused_unknown(), None);
     }
 
     #[test]

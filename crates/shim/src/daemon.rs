@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use nix::fcntl::{fcntl, FcntlArg, FdFlag};
+use robust_cleanup::logfmt::quote;
 use robust_reaper::Reaper;
 use robust_service::events::Publisher;
 use robust_service::Service;
@@ -55,10 +56,10 @@ pub fn run(args: Args) -> Result<()> {
     std::panic::set_hook(Box::new(|info| {
         let thread = std::thread::current();
         log::error!(
-            "msg=\"panic\" thread={} location=\"{}\" panic=\"{}\"",
+            "msg=\"panic\" thread={} location={} panic={}",
             thread.name().unwrap_or("unnamed"),
-            info.location().map(|l| l.to_string()).unwrap_or_default(),
-            robust_service::error::panic_message(info.payload())
+            quote(info.location().map(|l| l.to_string()).unwrap_or_default()),
+            quote(robust_service::error::panic_message(info.payload()))
         );
     }));
     // `start` checked these before spawning us; a daemon run by hand (or
@@ -68,14 +69,15 @@ pub fn run(args: Args) -> Result<()> {
     {
         log::error!(
             "msg=\"shim daemon refused its arguments\" error={}",
-            logger::quote(&e.to_string())
+            quote(&e)
         );
         return Err(e.into());
     }
     for (k, v) in &args.unknown {
         log::warn!(
-            "msg=\"unknown flag ignored\" flag={k} value={}",
-            logger::quote(v)
+            "msg=\"unknown flag ignored\" flag={} value={}",
+            quote(k),
+            quote(v)
         );
     }
 
@@ -128,10 +130,10 @@ pub fn run(args: Args) -> Result<()> {
                 );
                 for r in sig_service.stop_all() {
                     log::warn!(
-                        "msg=\"stopped on shim exit\" id={} confirmed={} steps=\"{}\" took={:?}",
+                        "msg=\"stopped on shim exit\" id={} confirmed={} steps={} took={:?}",
                         r.id,
                         r.confirmed,
-                        r.steps.join(","),
+                        quote(r.steps.join(",")),
                         r.took
                     );
                 }
@@ -144,12 +146,14 @@ pub fn run(args: Args) -> Result<()> {
     let left = service.bundles();
     if !left.is_empty() {
         log::warn!(
-            "msg=\"shim exiting with containers still held\" count={} ids=\"{}\"",
+            "msg=\"shim exiting with containers still held\" count={} ids={}",
             left.len(),
-            left.iter()
-                .map(|(id, _)| id.as_str())
-                .collect::<Vec<_>>()
-                .join(",")
+            quote(
+                left.iter()
+                    .map(|(id, _)| id.as_str())
+                    .collect::<Vec<_>>()
+                    .join(",")
+            )
         );
     }
     if !socket.is_empty() {

@@ -8,6 +8,7 @@ mod delete;
 mod logger;
 mod start;
 mod sweep;
+mod usage;
 
 use std::process::ExitCode;
 
@@ -15,11 +16,19 @@ fn main() -> ExitCode {
     // args_os: an argument that is not UTF-8 is an error, not a panic.
     let args = match args::parse(std::env::args_os().skip(1)) {
         Ok(a) => a,
+        Err(e @ args::ArgsError::Usage(_)) => return usage_error(&e.to_string()),
         Err(e) => {
             eprintln!("containerd-shim-robust-v2: {e}");
             return ExitCode::from(e.exit_code());
         }
     };
+    if args.help {
+        print!("{}", usage::text());
+        return ExitCode::SUCCESS;
+    }
+    if let Some(e) = args.refused_unknown() {
+        return usage_error(&e);
+    }
     if args.version {
         println!(
             "containerd-shim-robust-v2:\n  Version:  {}\n  Runtime:  io.containerd.robust.v2\n  Task API: v2, v3",
@@ -40,9 +49,16 @@ fn main() -> ExitCode {
             start::run(args)
         }
         "delete" => {
-            logger::init(
+            // containerd logs whatever `delete` writes on stderr as a
+            // warning, and runs it after every shim exit: nothing is
+            // written unless something is logged at warn (logger docs).
+            logger::init_held(
                 Box::new(std::io::stderr()),
-                log::LevelFilter::Info,
+                if args.debug {
+                    log::LevelFilter::Debug
+                } else {
+                    log::LevelFilter::Info
+                },
                 &args.namespace,
             );
             delete::run(args)
@@ -57,9 +73,11 @@ fn main() -> ExitCode {
         }
         "" if args.info => info(),
         "" => daemon::run(args),
-        other => Err(anyhow::anyhow!(
-            "unknown action {other:?} (expected start, delete or sweep)"
-        )),
+        other => {
+            return usage_error(&format!(
+                "unknown action {other:?} (expected start, delete or sweep)"
+            ))
+        }
     };
     match res {
         Ok(()) => ExitCode::SUCCESS,
@@ -68,6 +86,13 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// A malformed command line: the error, then the usage, on stderr; exit 2
+/// (as Go's `flag` package).
+fn usage_error(e: &str) -> ExitCode {
+    eprint!("containerd-shim-robust-v2: {e}\n\n{}", usage::text());
+    ExitCode::from(2)
 }
 
 /// `-info`: containerd 2.x asks for the runtime's name and version.

@@ -4,6 +4,8 @@
 //! containerd-shim-robust-v2 sweep [--namespace NS] [--id ID] [--dry-run]
 //!     [--state-dir DIR] [--min-age DURATION]
 //! ```
+//! `--state-dir` is containerd's state dir or its task subdirectory
+//! ([`sweep::resolve_state_dir`]).
 //! Prints one table row per bundle (namespace, id, shim state, action,
 //! result); exits non-zero when a clean failed. Safe to run again and
 //! again: a bundle whose shim is alive is never touched.
@@ -30,6 +32,8 @@ pub fn run(args: Args) -> Result<()> {
         robust_config::ids::validate_container_id(&args.id)?;
         opts.id = Some(args.id.clone());
     }
+    opts.state_dir =
+        sweep::resolve_state_dir(&opts.state_dir).map_err(|e| anyhow::anyhow!("sweep: {e}"))?;
     opts.dry_run = args.dry_run;
     if !args.min_age.is_empty() {
         opts.min_age = parse_age(&args.min_age)?;
@@ -41,8 +45,7 @@ pub fn run(args: Args) -> Result<()> {
         std::thread::spawn(move || for _ in exits {});
         Some(r)
     };
-    let rows = sweep::sweep(&opts, reaper.as_ref())
-        .map_err(|e| anyhow::anyhow!("sweep: cannot read the state dir: {e}"))?;
+    let rows = sweep::sweep(&opts, reaper.as_ref()).map_err(|e| anyhow::anyhow!("sweep: {e}"))?;
     print!("{}", sweep::format_table(&rows));
     let failed = rows.iter().filter(|r| r.failed).count();
     if failed > 0 {
