@@ -1032,6 +1032,7 @@ pub(crate) mod tests {
             init_pid: dead,
             init_start: 1,
             pid_ns: None,
+            shared_init: false,
             cgroup: vec![owner::CgroupDir {
                 controller: "pids".into(),
                 path: d.join("cgroup-gone"),
