@@ -598,6 +598,9 @@ impl Drop for NamespaceGuard {
         if !ok {
             eprintln!("cleanup: namespace {} not removed", self.0);
         }
+        // runc's root of the namespace (`runc create` made it; it is empty once the
+        // case's containers are deleted): remove_dir leaves a non-empty one alone
+        let _ = fs::remove_dir(Path::new("/run/containerd/runc").join(&self.0));
     }
 }
 
