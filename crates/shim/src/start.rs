@@ -62,7 +62,6 @@ pub fn socket_dir_of(start: &robust_config::start_input::StartInput) -> PathBuf 
         .bootstrap
         .as_ref()
         .and_then(|b| b.socket_dir.clone())
-        .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from(DEFAULT_SOCKET_DIR))
 }
 
