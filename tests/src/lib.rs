@@ -971,7 +971,12 @@ pub fn bundle_dir(ns: &str, id: &str) -> PathBuf {
 /// The shim address recorded in a task's bundle: its `address` file, else the `address`
 /// of `bootstrap.json` (containerd 2.1's runc shim writes only that one).
 pub fn shim_address(ns: &str, id: &str) -> Option<String> {
-    let dir = bundle_dir(ns, id);
+    bundle_shim_address(&bundle_dir(ns, id))
+}
+
+/// The shim address recorded in the bundle dir `dir` (any containerd's state dir):
+/// `address`, else `bootstrap.json`'s `address`.
+pub fn bundle_shim_address(dir: &Path) -> Option<String> {
     if let Ok(s) = fs::read_to_string(dir.join("address")) {
         return Some(s.trim().to_string());
     }
