@@ -1039,9 +1039,41 @@ shim_test!(sweep_leftovers, limit = 150, |shim| {
     poll_until("containerd to drop the task", 10 * SEC, || {
         task_status(NS, &left).is_none().then_some(())
     });
-    // A real leftover: bundle, rootfs mount, runc state, live processes.
-    assert!(b.exists() && !mounts_under(&b).is_empty() && runc_state.exists());
-    assert!(pids.iter().any(|p| pid_alive(*p)));
+    // What containerd's failed cleanup left
+    let left_over = |b: &Path| {
+        (
+            b.exists(),
+            !mounts_under(b).is_empty(),
+            runc_state.exists(),
+            pids.iter().any(|p| pid_alive(*p)),
+        )
+    };
+    let (bundle_left, mounts_left, state_left, procs_left) = left_over(&b);
+    match shim {
+        // A real leftover: bundle, rootfs mount, runc state, live processes.
+        Shim::Robust => assert!(
+            bundle_left && mounts_left && state_left && procs_left,
+            "not the leftover arranged: bundle {bundle_left}, rootfs mounts {mounts_left}, \
+             runc state {state_left}, live processes {procs_left}"
+        ),
+        // containerd 1.6's cleanup with the runc shim fails without `runtime` and leaves
+        // all of it; later releases clean more by themselves (docs/cleanup.md)
+        Shim::Reference => {
+            let release = std::env::var("ROBUST_IT_CONTAINERD").unwrap_or_else(|_| "1.6".into());
+            eprintln!(
+                "[dead-shim observed] ref, containerd {release}, cleanup with `runtime` removed left: \
+                 bundle {bundle_left}, rootfs mounts {mounts_left}, runc state {state_left}, \
+                 live processes {procs_left}"
+            );
+            if !bundle_left {
+                // nothing for the sweep to find: it must not list the id
+                let (_, table, _) = sweep(&["--namespace", NS, "--dry-run", "--min-age", "0"]);
+                assert!(table_row(&table, &left).is_none(), "{table}");
+                clean_leftover_by_hand(NS, &left, &pids);
+                return;
+            }
+        }
+    }
 
     // dry run over the whole namespace: lists, changes nothing
     let (code, table, err) = sweep(&["--namespace", NS, "--dry-run", "--min-age", "0"]);
@@ -1101,7 +1133,11 @@ shim_test!(sweep_leftovers, limit = 150, |shim| {
             eprintln!("[dead-shim observed] ref leftover in sweep: {row2}");
             assert!(row2.contains("not our shim"), "{row2}");
             // left alone
-            assert!(b.exists() && !mounts_under(&b).is_empty() && runc_state.exists());
+            assert_eq!(
+                left_over(&b),
+                (bundle_left, mounts_left, state_left, procs_left),
+                "the sweep touched a bundle that is not our shim's"
+            );
             clean_leftover_by_hand(NS, &left, &pids);
         }
     }
