@@ -11,9 +11,9 @@
 //! Our shim is asserted: afterwards no mount under the bundle, no bundle directory,
 //! no runc state, no container process, and a new task of the same container starts.
 //! The reference (containerd-shim-runc-v2) is observed, not asserted: what it does is
-//! printed and appended to `target/dead-shim-observed.tsv` (docs/cleanup.md has the
-//! side-by-side table), and its leftovers are cleaned by hand so the suite leaves
-//! nothing behind.
+//! printed and appended to `target/dead-shim-observed-<containerd release>.tsv`
+//! (docs/cleanup.md has the side-by-side table), and its leftovers are cleaned by hand
+//! so the suite leaves nothing behind.
 
 use super::*;
 
@@ -47,6 +47,13 @@ fn repo_dir() -> PathBuf {
         .parent()
         .expect("repo dir")
         .to_path_buf()
+}
+
+/// Where the reference's outcomes are appended: one file per containerd release
+/// (`target/dead-shim-observed-<release>.tsv`).
+fn observed_file() -> PathBuf {
+    let release = std::env::var("ROBUST_IT_CONTAINERD").unwrap_or_else(|_| "1.6".into());
+    repo_dir().join(format!("target/dead-shim-observed-{release}.tsv"))
 }
 
 /// Our shim binary (the one the isolated containerd runs).
@@ -491,8 +498,11 @@ impl Observed {
             self.settled.as_secs_f64()
         );
         eprint!("[dead-shim observed] {line}");
-        let p = repo_dir().join("target/dead-shim-observed.tsv");
-        if let Ok(mut f) = fs::OpenOptions::new().create(true).append(true).open(p) {
+        if let Ok(mut f) = fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(observed_file())
+        {
             let _ = f.write_all(line.as_bytes());
         }
     }
@@ -893,7 +903,7 @@ shim_test!(busy_rootfs_task_delete, limit = 120, |shim| {
     if let Ok(mut f) = fs::OpenOptions::new()
         .create(true)
         .append(true)
-        .open(repo_dir().join("target/dead-shim-observed.tsv"))
+        .open(observed_file())
     {
         let _ = f.write_all(line.as_bytes());
     }
