@@ -4,14 +4,18 @@
 #   make build   cargo build --release --locked; the shim linked statically into target/release/containerd-shim-robust-v2
 #   make image   the local test images (.work/images/*.tar), no network
 #   make demo    run containers through our shim with ctr, against an isolated containerd
-#   make test    unit tests, a short fuzz run, the integration suite, then a default soak (make soak), each against an isolated containerd
+#   make test    unit tests, a short fuzz run, the integration suite on every containerd release and both
+#                runsc releases (make test-matrix), then a default soak (make soak), each against an isolated containerd
 #   make fuzz    every fuzz target for FUZZ_SECONDS (default 60) each; fuzz-short: 10 s each (docs/fuzzing.md)
 #   make bench   both shims side by side on an isolated containerd (results/, see docs/benchmarks.md)
 #   make soak    seeded fault soak of our shim, runc then runsc (SOAK_MINUTES=2 each; docs/soak.md)
 #   make soak-reference  the same soak against containerd-shim-runc-v2 (runc)
+#   make integration-test  the integration suite on one containerd (ROBUST_IT_CONTAINERD=1.6|1.7|2.1,
+#                      ROBUST_IT_RUNSC=2022|2024; default bookworm's 1.6 and runsc 2022)
 #   make versions      fetch containerd 1.7 / 2.1 and runsc 2024 from Debian's archive into .work/versions
 #   make test-matrix   the integration suite on containerd 1.6, 1.7 and 2.1 with both runsc releases
 #                      (MATRIX_CELLS="1.7 2.1/runsc22" picks cells; integration/matrix.sh)
+#   make tested-with   the README's "Tested with" table from the last test-matrix run
 #
 # The integration harness is described in integration/README.md.
 
@@ -75,7 +79,7 @@ soak-reference: deps build image
 test: deps
 	$(MAKE) --no-print-directory unit-test
 	$(MAKE) --no-print-directory fuzz-short
-	$(MAKE) --no-print-directory integration-test
+	$(MAKE) --no-print-directory test-matrix
 	$(MAKE) --no-print-directory soak
 
 unit-test: check-cargo
