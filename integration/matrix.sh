@@ -77,7 +77,7 @@ awk -F'\t' '{p += $5; f += $6; s += $7} END {printf "matrix: %d passed, %d faile
         echo "| $ctrd | $runsc | $what | $passed | $failed | $skipped |"
     done <"$summary"
     echo
-    echo "From \`make test\` on $(date -u +%F) (integration/matrix.sh). Skipped cases:"
+    echo "From integration/matrix.sh (\`make test\`, \`make test-matrix\`) on $(date -u +%F). Skipped cases:"
     echo
     for f in target/matrix-*.skips; do
         c="${f#target/matrix-}"; c="${c%.skips}"

@@ -835,6 +835,70 @@ pub fn cri_stop_remove_pod(pod_id: &str, limit: Duration) -> Result<(), String> 
     })
 }
 
+/// What [`kubelet_stop_remove`] saw.
+#[derive(Debug)]
+pub struct StopRemove {
+    /// From the first StopPodSandbox to the RemovePodSandbox that succeeded.
+    pub took: Duration,
+    /// The refusals on the way (`StopPodSandbox: ...` / `RemovePodSandbox: ...`).
+    pub refusals: Vec<String>,
+}
+
+/// StopPodSandbox + RemovePodSandbox as kubelet does them: a refusal is retried (every
+/// 200 ms here; kubelet retries at its next sync) until both succeed or `limit` passes
+/// (Err then names the last refusal). containerd 1.7+ refuses RemovePodSandbox while its
+/// own cleanup of a dead shim still runs ("container is still running, to stop first").
+pub fn kubelet_stop_remove(api: &Api, pod_id: &str, limit: Duration) -> Result<StopRemove, String> {
+    let start = Instant::now();
+    let end = start + limit;
+    let mut refusals = Vec::new();
+    loop {
+        let left = end
+            .saturating_duration_since(Instant::now())
+            .max(Duration::from_millis(500));
+        let stopped = api.call(
+            "StopPodSandbox",
+            left,
+            api.cri()
+                .stop_pod_sandbox(k8s_cri::v1::StopPodSandboxRequest {
+                    pod_sandbox_id: pod_id.into(),
+                }),
+        );
+        let r = match stopped {
+            Err(s) => Err(format!("StopPodSandbox: {}", s.message())),
+            Ok(_) => api
+                .call(
+                    "RemovePodSandbox",
+                    left,
+                    api.cri()
+                        .remove_pod_sandbox(k8s_cri::v1::RemovePodSandboxRequest {
+                            pod_sandbox_id: pod_id.into(),
+                        }),
+                )
+                .map(|_| ())
+                .map_err(|s| format!("RemovePodSandbox: {}", s.message())),
+        };
+        match r {
+            Ok(()) => {
+                return Ok(StopRemove {
+                    took: start.elapsed(),
+                    refusals,
+                })
+            }
+            Err(e) if Instant::now() + Duration::from_millis(200) < end => {
+                refusals.push(e);
+                thread::sleep(Duration::from_millis(200));
+            }
+            Err(e) => {
+                return Err(format!(
+                    "pod {pod_id} not removed within {limit:?} ({} refusals), last: {e}",
+                    refusals.len() + 1
+                ))
+            }
+        }
+    }
+}
+
 impl Drop for PodGuard {
     fn drop(&mut self) {
         let Some(pod) = self.pod_id.take() else {
@@ -971,7 +1035,12 @@ pub fn bundle_dir(ns: &str, id: &str) -> PathBuf {
 /// The shim address recorded in a task's bundle: its `address` file, else the `address`
 /// of `bootstrap.json` (containerd 2.1's runc shim writes only that one).
 pub fn shim_address(ns: &str, id: &str) -> Option<String> {
-    let dir = bundle_dir(ns, id);
+    bundle_shim_address(&bundle_dir(ns, id))
+}
+
+/// The shim address recorded in the bundle dir `dir` (any containerd's state dir):
+/// `address`, else `bootstrap.json`'s `address`.
+pub fn bundle_shim_address(dir: &Path) -> Option<String> {
     if let Ok(s) = fs::read_to_string(dir.join("address")) {
         return Some(s.trim().to_string());
     }

@@ -424,8 +424,20 @@ pub fn delete_bundle(req: &DeleteRequest, reaper: &Reaper) -> Result<DeleteOutco
             None
         }
     };
-    let confirmed = confirm_pid(pid, record.as_ref(), state_file.as_ref());
-    if pid > 0 && pid_alive(pid) && !confirmed {
+    // With runsc every container of a pod has the pod sandbox's host pid: an
+    // app container's delete must never kill it (that ended the whole pod,
+    // containerd 1.6 to 2.1 running this delete after every app container's
+    // task delete of a grouped shim). Only a container whose spec says it owns
+    // its sandbox may; without a readable spec, runsc's own state decides
+    // (`runsc::kill_host_processes` in the runtime delete).
+    let shared_pid =
+        choice.kind() == RuntimeKind::Runsc && !matches!(&inputs.spec, Input::Ok(s) if !s.pod_app);
+    let confirmed = !shared_pid && confirm_pid(pid, record.as_ref(), state_file.as_ref());
+    if pid > 0 && pid_alive(pid) && shared_pid {
+        log::info!(
+            "msg=\"cleanup: the init pid is the pod's runsc sandbox; not killed for this container\" id={id} pid={pid}"
+        );
+    } else if pid > 0 && pid_alive(pid) && !confirmed {
         notes.assume(
             format!("init pid {pid} is alive but nothing confirms it is this container's"),
             "not killed by the cleanup (it may be a reused pid or another process)".into(),
@@ -1139,6 +1151,55 @@ pub(crate) mod tests {
             "{:#?}",
             o.assumed
         );
+    }
+
+    /// With runsc every container of a pod has the pod sandbox's host pid.
+    /// The delete of an app container (its spec says so) never kills that
+    /// pid, even when the shim's record confirms it; the container that
+    /// owns its sandbox does.
+    #[test]
+    fn a_runsc_app_container_never_kills_the_pods_sandbox_pid() {
+        let reaper = test_reaper();
+        for (kind, killed) in [("container", false), ("sandbox", true)] {
+            let d = tempfile::tempdir().unwrap();
+            let id = format!("rs-{kind}");
+            let (r, b) = request(d.path(), &id);
+            let rt = fake_runtime(d.path(), "exit 0");
+            let mut c = robust_config::Config::default();
+            c.runtime.root = Some(d.path().join("roots"));
+            c.runtime.binary = rt.display().to_string();
+            c.runtime.kind = Some(RuntimeKind::Runsc);
+            std::fs::write(b.join("options.json"), c.to_options_json()).unwrap();
+            // the "sandbox": a live process, recorded as this container's init
+            let mut sandbox = std::process::Command::new("sleep")
+                .arg("30")
+                .spawn()
+                .unwrap();
+            let pid = sandbox.id() as i32;
+            std::fs::write(b.join("init.pid"), pid.to_string()).unwrap();
+            let scope = owner::Scope::new(&b, &[]);
+            OwnerRecord::observe(&id, pid, None, &scope)
+                .write(&b)
+                .unwrap();
+            std::fs::write(
+                b.join("config.json"),
+                format!(
+                    r#"{{"annotations":{{"io.kubernetes.cri.container-type":"{kind}","io.kubernetes.cri.sandbox-id":"rs-sandbox"}}}}"#
+                ),
+            )
+            .unwrap();
+            let o = delete_bundle(&r, &reaper).unwrap();
+            assert_eq!(o.pid, pid as u32);
+            let alive = pid_alive(pid);
+            let _ = sandbox.kill();
+            let _ = sandbox.wait();
+            assert_eq!(
+                !alive,
+                killed,
+                "{kind}: the sandbox pid {} by the delete",
+                if alive { "survived" } else { "was killed" }
+            );
+        }
     }
 
     #[test]

@@ -46,6 +46,10 @@ impl<T> Input<T> {
 pub struct SpecInfo {
     /// `linux.cgroupsPath`, if set.
     pub cgroups_path: Option<String>,
+    /// An app container of a CRI pod (annotation
+    /// `io.kubernetes.cri.container-type` set and not `sandbox`). With runsc its
+    /// host pid is the pod's sandbox, shared by every container of the pod.
+    pub pod_app: bool,
 }
 
 /// Every bundle file the cleanup reads.
@@ -124,6 +128,10 @@ pub fn read_spec(bundle: &Path) -> Input<SpecInfo> {
                     .and_then(|p| p.as_str())
                     .filter(|p| !p.is_empty())
                     .map(str::to_string),
+                pod_app: v
+                    .pointer("/annotations/io.kubernetes.cri.container-type")
+                    .and_then(|t| t.as_str())
+                    .is_some_and(|t| t != "sandbox"),
             }),
             Ok(_) => Input::Unusable("not a json object".into()),
             Err(e) => Input::Unusable(format!("invalid json: {e}")),
@@ -525,8 +533,28 @@ mod tests {
         fs::write(d.path().join("config.json"), "{}").unwrap();
         assert_eq!(
             read_inputs(d.path()).spec,
-            Input::Ok(SpecInfo { cgroups_path: None })
+            Input::Ok(SpecInfo {
+                cgroups_path: None,
+                pod_app: false
+            })
         );
+    }
+
+    #[test]
+    fn the_spec_says_whether_it_is_an_app_container_of_a_pod() {
+        let d = tempfile::tempdir().unwrap();
+        let kind = |t: &str| {
+            let json = format!(
+                r#"{{"annotations":{{"io.kubernetes.cri.container-type":"{t}","io.kubernetes.cri.sandbox-id":"p1"}}}}"#
+            );
+            fs::write(d.path().join("config.json"), json).unwrap();
+            read_spec(d.path())
+        };
+        assert!(matches!(kind("container"), Input::Ok(s) if s.pod_app));
+        assert!(matches!(kind("sandbox"), Input::Ok(s) if !s.pod_app));
+        // ctr's containers carry no annotation: not an app container
+        fs::write(d.path().join("config.json"), r#"{"annotations":{}}"#).unwrap();
+        assert!(matches!(read_spec(d.path()), Input::Ok(s) if !s.pod_app));
     }
 
     #[test]

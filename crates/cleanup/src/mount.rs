@@ -199,6 +199,24 @@ pub(crate) fn unescape(s: &str) -> String {
 /// pointing at `/`, say) is left alone, since nothing can be mounted on a
 /// symlink.
 pub fn unmount_all(target: &Path, bound: Duration, id: &str) -> Result<Vec<PathBuf>, MountError> {
+    unmount_all_lasting(target, bound, id, None)
+}
+
+/// Decides, from the processes holding a busy mount, that they hold it for
+/// as long as they live and must not be ended (the pod's runsc sandbox
+/// holding an app container's rootfs): then retrying cannot free it.
+pub type Lasting<'a> = &'a dyn Fn(&[(i32, String)]) -> bool;
+
+/// [`unmount_all`], except that at a mount's first `EBUSY` its holders are
+/// looked up and, when `lasting` says they keep it for as long as they live,
+/// it is detached lazily at once (logged at info with the holders) instead
+/// of after `bound`.
+pub fn unmount_all_lasting(
+    target: &Path,
+    bound: Duration,
+    id: &str,
+    lasting: Option<Lasting<'_>>,
+) -> Result<Vec<PathBuf>, MountError> {
     if std::fs::symlink_metadata(target).is_ok_and(|m| m.file_type().is_symlink()) {
         log::warn!(
             "msg=\"not unmounting through a symlink\" id={id} target={} points_to={}",
@@ -220,7 +238,7 @@ pub fn unmount_all(target: &Path, bound: Duration, id: &str) -> Result<Vec<PathB
             break;
         }
         for p in points {
-            if unmount_one(&p, deadline, bound, id)? {
+            if unmount_one(&p, deadline, bound, id, lasting)? {
                 detached.push(p);
             }
         }
@@ -229,11 +247,30 @@ pub fn unmount_all(target: &Path, bound: Duration, id: &str) -> Result<Vec<PathB
 }
 
 /// Returns true when it had to detach lazily.
-fn unmount_one(p: &Path, deadline: Instant, bound: Duration, id: &str) -> Result<bool, MountError> {
+fn unmount_one(
+    p: &Path,
+    deadline: Instant,
+    bound: Duration,
+    id: &str,
+    lasting: Option<Lasting<'_>>,
+) -> Result<bool, MountError> {
     let mut wait = Duration::from_millis(10);
+    let mut first_busy = true;
     loop {
         match umount2(p, MntFlags::UMOUNT_NOFOLLOW) {
             Ok(()) | Err(Errno::EINVAL) | Err(Errno::ENOENT) => return Ok(false),
+            Err(Errno::EBUSY) if std::mem::take(&mut first_busy) && lasting.is_some() => {
+                let h = holders(p);
+                if !h.is_empty() && lasting.is_some_and(|f| f(&h)) {
+                    log::info!(
+                        "msg=\"mount held by processes that keep it while they live; detaching lazily now\" id={id} target=\"{}\" holders=\"{}\"",
+                        p.display(),
+                        format_holders(&h)
+                    );
+                    detach(p)?;
+                    return Ok(true);
+                }
+            }
             Err(Errno::EBUSY) if Instant::now() < deadline => {
                 std::thread::sleep(wait.min(deadline.saturating_duration_since(Instant::now())));
                 wait = (wait * 2).min(Duration::from_millis(200));
@@ -244,12 +281,7 @@ fn unmount_one(p: &Path, deadline: Instant, bound: Duration, id: &str) -> Result
                     quote(p.display()),
                     quote(holders_text(p))
                 );
-                umount2(p, MntFlags::MNT_DETACH | MntFlags::UMOUNT_NOFOLLOW).map_err(|errno| {
-                    MountError::Unmount {
-                        target: p.to_path_buf(),
-                        errno,
-                    }
-                })?;
+                detach(p)?;
                 return Ok(true);
             }
             Err(errno) => {
@@ -260,6 +292,15 @@ fn unmount_one(p: &Path, deadline: Instant, bound: Duration, id: &str) -> Result
             }
         }
     }
+}
+
+fn detach(p: &Path) -> Result<(), MountError> {
+    umount2(p, MntFlags::MNT_DETACH | MntFlags::UMOUNT_NOFOLLOW).map_err(|errno| {
+        MountError::Unmount {
+            target: p.to_path_buf(),
+            errno,
+        }
+    })
 }
 
 /// Processes that hold something under `p`: cwd, root, open fds or mapped
@@ -303,7 +344,10 @@ pub fn holders(p: &Path) -> Vec<(i32, String)> {
 }
 
 fn holders_text(p: &Path) -> String {
-    let h = holders(p);
+    format_holders(&holders(p))
+}
+
+fn format_holders(h: &[(i32, String)]) -> String {
     if h.is_empty() {
         return "none found".into();
     }
@@ -413,6 +457,50 @@ mod tests {
         assert!(!detached.is_empty(), "expected a lazy detach");
         // One bound for the whole call, whatever the number of mounts.
         assert!(took < Duration::from_millis(1000), "took {took:?}");
+    }
+
+    /// A mount held by processes that keep it while they live (`lasting`
+    /// says so) is detached at its first EBUSY, not after the bound; one held
+    /// by anyone else is still retried for the whole bound.
+    #[test]
+    fn a_mount_held_by_lasting_holders_is_detached_at_once() {
+        if !nix::unistd::geteuid().is_root() {
+            eprintln!("skipping: needs root to mount");
+            return;
+        }
+        for lasting_holder in [true, false] {
+            let d = tempfile::tempdir().unwrap();
+            let target = d.path().join("rootfs");
+            std::fs::create_dir(&target).unwrap();
+            mount(
+                Some("tmpfs"),
+                &target,
+                Some("tmpfs"),
+                MsFlags::empty(),
+                None::<&str>,
+            )
+            .unwrap();
+            let mut holder = std::process::Command::new("sleep")
+                .arg("30")
+                .current_dir(&target)
+                .spawn()
+                .unwrap();
+            let pid = holder.id() as i32;
+            let keeps = |h: &[(i32, String)]| lasting_holder && h.iter().all(|(p, _)| *p == pid);
+            let bound = Duration::from_millis(600);
+            let started = Instant::now();
+            let detached = unmount_all_lasting(&target, bound, "t", Some(&keeps)).unwrap();
+            let took = started.elapsed();
+            let _ = holder.kill();
+            let _ = holder.wait();
+            assert!(mounts_under(&target).is_empty(), "still mounted");
+            assert_eq!(detached, vec![target.clone()]);
+            if lasting_holder {
+                assert!(took < Duration::from_millis(300), "took {took:?}");
+            } else {
+                assert!(took >= bound, "took {took:?}, less than the bound");
+            }
+        }
     }
 
     #[test]

@@ -387,7 +387,7 @@ fn pid_ns_of(pid: i32) -> Option<u64> {
 }
 
 /// The parent pid (field 4 of `/proc/<pid>/stat`).
-fn parent_of(pid: i32) -> Option<i32> {
+pub fn parent_of(pid: i32) -> Option<i32> {
     let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     parse_ppid(&s)
 }

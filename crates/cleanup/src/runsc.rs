@@ -204,6 +204,37 @@ pub fn gofers_of(root: &Path, bundle: &Path) -> Vec<i32> {
         .collect()
 }
 
+/// The pod's runsc sandbox and its descendants (the ptrace stubs): `pid`
+/// when it is the `runsc-sandbox` of `sandbox_id` under `root` (checked on
+/// its command line), with every process below it; empty otherwise.
+pub fn sandbox_tree(root: &Path, sandbox_id: &str, pid: i32) -> Vec<i32> {
+    if pid <= 0 || !is_sandbox_process(&cmdline(pid), root, sandbox_id) {
+        return Vec::new();
+    }
+    let parents: Vec<(i32, i32)> = std::fs::read_dir("/proc")
+        .map(|d| {
+            d.flatten()
+                .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+                .filter_map(|p| Some((p, crate::owner::parent_of(p)?)))
+                .collect()
+        })
+        .unwrap_or_default();
+    let mut tree = vec![pid];
+    let mut i = 0;
+    while i < tree.len() {
+        let parent = tree[i];
+        tree.extend(
+            parents
+                .iter()
+                .filter(|(p, pp)| *pp == parent && !tree.contains(p))
+                .map(|(p, _)| *p)
+                .collect::<Vec<_>>(),
+        );
+        i += 1;
+    }
+    tree
+}
+
 /// SIGKILL the container's gofers if they outlived the container: runsc's
 /// delete of a container that never started (a missing init binary fails
 /// `runsc start` after the gofer was spawned) leaves its gofer waiting
@@ -341,6 +372,7 @@ pub fn has_state(root: &Path, id: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::os::unix::process::CommandExt;
 
     const STATE: &str = r#"{"id":"c9","bundleDir":"/run/x/default/c9","status":"running",
         "goferPid":25440,"sandbox":{"id":"pod9","pid":25353,"cgroup":null}}"#;
@@ -385,6 +417,37 @@ mod tests {
         assert!(is_gofer_process(&g, root, Path::new("/b/c9")));
         assert!(!is_gofer_process(&g, root, Path::new("/b/c")));
         assert!(!is_gofer_process(&sb, root, Path::new("/b/pod9")));
+    }
+
+    #[test]
+    fn the_sandbox_tree_is_the_checked_sandbox_and_what_runs_below_it() {
+        // a stand-in named runsc-sandbox with runsc's --root and the sandbox id
+        // last, with a child
+        let mut sb = std::process::Command::new("bash")
+            .arg0("runsc-sandbox")
+            .args(["-c", "sleep 30 & wait", "--root=/run/test-root", "pod7"])
+            .spawn()
+            .unwrap();
+        let pid = sb.id() as i32;
+        let root = Path::new("/run/test-root");
+        let end = Instant::now() + Duration::from_secs(5);
+        let mut tree = sandbox_tree(root, "pod7", pid);
+        while tree.len() < 2 && Instant::now() < end {
+            std::thread::sleep(Duration::from_millis(10));
+            tree = sandbox_tree(root, "pod7", pid);
+        }
+        let parents: Vec<Option<i32>> = tree.iter().map(|p| crate::owner::parent_of(*p)).collect();
+        for p in tree.iter().rev() {
+            let _ = kill(Pid::from_raw(*p), Signal::SIGKILL);
+        }
+        let _ = sb.wait();
+        assert_eq!(tree.len(), 2, "the stand-in and its child: {tree:?}");
+        assert_eq!(tree[0], pid);
+        assert_eq!(parents[1], Some(pid));
+        // another sandbox id, another root or no sandbox at all: nothing
+        assert!(sandbox_tree(root, "pod8", pid).is_empty());
+        assert!(sandbox_tree(Path::new("/run/other"), "pod7", pid).is_empty());
+        assert!(sandbox_tree(root, "pod7", std::process::id() as i32).is_empty());
     }
 
     #[test]

@@ -1035,7 +1035,25 @@ impl Service {
             robust_cleanup::runsc::remove_orphan_locks(root, &c.id);
         }
         if let Some(r) = &c.rootfs {
-            mount::unmount_all(r, c.config.timeouts.unmount, &c.id)
+            // An app container of a runsc pod: the pod's sandbox, which lives on,
+            // may hold files of its rootfs (runsc 2024 keeps the overlay filestore
+            // `.gvisor.filestore.<pod>` of a container whose start failed open
+            // until the sandbox ends): waiting for it to let go cannot help.
+            let sandbox = (c.kind == RuntimeKind::Runsc && !c.owns_sandbox)
+                .then(|| crate::container::sandbox_id(&c.bundle))
+                .flatten();
+            let held_by_sandbox = |h: &[(i32, String)]| {
+                let Some(sid) = &sandbox else {
+                    return false;
+                };
+                let tree =
+                    robust_cleanup::runsc::sandbox_tree(&c.runc.config().root, sid, c.init.pid());
+                h.iter().all(|(p, _)| tree.contains(p))
+            };
+            let lasting: Option<mount::Lasting<'_>> = sandbox
+                .is_some()
+                .then_some(&held_by_sandbox as mount::Lasting<'_>);
+            mount::unmount_all_lasting(r, c.config.timeouts.unmount, &c.id, lasting)
                 .map_err(|e| Error::Io(format!("container {}: {e}", c.id)))?;
         }
         if let Some(oom) = &self.inner.oom {

@@ -11,9 +11,9 @@
 //! Our shim is asserted: afterwards no mount under the bundle, no bundle directory,
 //! no runc state, no container process, and a new task of the same container starts.
 //! The reference (containerd-shim-runc-v2) is observed, not asserted: what it does is
-//! printed and appended to `target/dead-shim-observed.tsv` (docs/cleanup.md has the
-//! side-by-side table), and its leftovers are cleaned by hand so the suite leaves
-//! nothing behind.
+//! printed and appended to `target/dead-shim-observed-<containerd release>.tsv`
+//! (docs/cleanup.md has the side-by-side table), and its leftovers are cleaned by hand
+//! so the suite leaves nothing behind.
 
 use super::*;
 
@@ -47,6 +47,13 @@ fn repo_dir() -> PathBuf {
         .parent()
         .expect("repo dir")
         .to_path_buf()
+}
+
+/// Where the reference's outcomes are appended: one file per containerd release
+/// (`target/dead-shim-observed-<release>.tsv`).
+fn observed_file() -> PathBuf {
+    let release = std::env::var("ROBUST_IT_CONTAINERD").unwrap_or_else(|_| "1.6".into());
+    repo_dir().join(format!("target/dead-shim-observed-{release}.tsv"))
 }
 
 /// Our shim binary (the one the isolated containerd runs).
@@ -526,8 +533,11 @@ impl Observed {
             self.settled.as_secs_f64()
         );
         eprint!("[dead-shim observed] {line}");
-        let p = repo_dir().join("target/dead-shim-observed.tsv");
-        if let Ok(mut f) = fs::OpenOptions::new().create(true).append(true).open(p) {
+        if let Ok(mut f) = fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(observed_file())
+        {
             let _ = f.write_all(line.as_bytes());
         }
     }
@@ -1043,7 +1053,7 @@ shim_test!(busy_rootfs_task_delete, limit = 120, |shim| {
     if let Ok(mut f) = fs::OpenOptions::new()
         .create(true)
         .append(true)
-        .open(repo_dir().join("target/dead-shim-observed.tsv"))
+        .open(observed_file())
     {
         let _ = f.write_all(line.as_bytes());
     }
@@ -1191,9 +1201,41 @@ shim_test!(sweep_leftovers, limit = 150, |shim| {
     poll_until("containerd to drop the task", 10 * SEC, || {
         task_status(NS, &left).is_none().then_some(())
     });
-    // A real leftover: bundle, rootfs mount, runc state, live processes.
-    assert!(b.exists() && !mounts_under(&b).is_empty() && runc_state.exists());
-    assert!(pids.iter().any(|p| pid_alive(*p)));
+    // What containerd's failed cleanup left
+    let left_over = |b: &Path| {
+        (
+            b.exists(),
+            !mounts_under(b).is_empty(),
+            runc_state.exists(),
+            pids.iter().any(|p| pid_alive(*p)),
+        )
+    };
+    let (bundle_left, mounts_left, state_left, procs_left) = left_over(&b);
+    match shim {
+        // A real leftover: bundle, rootfs mount, runc state, live processes.
+        Shim::Robust => assert!(
+            bundle_left && mounts_left && state_left && procs_left,
+            "not the leftover arranged: bundle {bundle_left}, rootfs mounts {mounts_left}, \
+             runc state {state_left}, live processes {procs_left}"
+        ),
+        // containerd 1.6's cleanup with the runc shim fails without `runtime` and leaves
+        // all of it; later releases clean more by themselves (docs/cleanup.md)
+        Shim::Reference => {
+            let release = std::env::var("ROBUST_IT_CONTAINERD").unwrap_or_else(|_| "1.6".into());
+            eprintln!(
+                "[dead-shim observed] ref, containerd {release}, cleanup with `runtime` removed left: \
+                 bundle {bundle_left}, rootfs mounts {mounts_left}, runc state {state_left}, \
+                 live processes {procs_left}"
+            );
+            if !bundle_left {
+                // nothing for the sweep to find: it must not list the id
+                let (_, table, _) = sweep(&["--namespace", NS, "--dry-run", "--min-age", "0"]);
+                assert!(table_row(&table, &left).is_none(), "{table}");
+                clean_leftover_by_hand(NS, &left, &pids);
+                return;
+            }
+        }
+    }
 
     // dry run over the whole namespace: lists, changes nothing
     let (code, table, err) = sweep(&["--namespace", NS, "--dry-run", "--min-age", "0"]);
@@ -1253,7 +1295,11 @@ shim_test!(sweep_leftovers, limit = 150, |shim| {
             eprintln!("[dead-shim observed] ref leftover in sweep: {row2}");
             assert!(row2.contains("not our shim"), "{row2}");
             // left alone
-            assert!(b.exists() && !mounts_under(&b).is_empty() && runc_state.exists());
+            assert_eq!(
+                left_over(&b),
+                (bundle_left, mounts_left, state_left, procs_left),
+                "the sweep touched a bundle that is not our shim's"
+            );
             clean_leftover_by_hand(NS, &left, &pids);
         }
     }

@@ -246,6 +246,26 @@ pub(super) fn kill9(pid: i32) {
     assert_eq!(r, 0, "kill -9 {pid}: {}", std::io::Error::last_os_error());
 }
 
+/// Waits (bounded) until the task `id` is deleted and containerd's cleanup of it is over:
+/// its bundle is gone and no `containerd-shim-robust-v2 ... -id <id> ... delete` runs
+/// (containerd 1.6 to 2.1 run that delete after every task delete of a grouped shim).
+pub(super) fn wait_task_cleaned(ns: &str, id: &str, limit: Duration) {
+    let arg = format!(" -id {id} ");
+    poll_until(
+        &format!("the task {ns}/{id} deleted and containerd's cleanup of it over"),
+        limit,
+        || {
+            let cleaning = all_pids().into_iter().any(|p| {
+                let c = format!("{} ", cmdline(p));
+                c.contains("containerd-shim-robust-v2")
+                    && c.contains(&arg)
+                    && c.ends_with(" delete ")
+            });
+            (!bundle_dir(ns, id).exists() && !cleaning).then_some(())
+        },
+    );
+}
+
 // ---------------------------------------------------------------------------------------
 // ctr
 // ---------------------------------------------------------------------------------------
@@ -453,6 +473,21 @@ gv_test!(
         assert!(took < 2 * SEC, "forced delete took {took:?}");
         let gone = assert_runsc_gone(NS, std::slice::from_ref(&app), 5 * SEC);
         eprintln!("its gofer and state gone {gone:.1?} after the delete");
+        // the pod lives on (regression: containerd's cleanup of the app container, our
+        // `delete`, killed the pod's sandbox: its recorded init pid is the sandbox's)
+        wait_task_cleaned(NS, &app, 10 * SEC);
+        let ex = ctr(NS, &["task", "exec", "--exec-id", "alive", &pod, "true"])
+            .timeout(30 * SEC)
+            .run();
+        assert!(
+            ex.succeeded(),
+            "the pod's sandbox no longer serves after the app container's delete: {ex:?}"
+        );
+        assert_eq!(
+            task_status(NS, &pod).map(|t| t.1).as_deref(),
+            Some("RUNNING"),
+            "the pod's sandbox task"
+        );
     }
 );
 
@@ -872,11 +907,25 @@ fn f2_pod(shim: Shim, case: &str, check_siblings: bool, pid: NamespaceMode) {
             }),
         )
         .unwrap_or_else(|st| panic!("StopContainer({cid}, timeout {F2_GRACE_SECS}): {st}"));
+        let stop_took = s.elapsed();
         eprintln!(
-            "StopContainer c{} (SIGTERM ignored, grace {F2_GRACE_SECS}s): {:.1?}",
+            "StopContainer c{} (SIGTERM ignored, grace {F2_GRACE_SECS}s): {stop_took:.1?}",
             i + 1,
-            s.elapsed()
         );
+        if check_siblings {
+            // it ignores SIGTERM: a stop shorter than the grace means it was already dead
+            assert!(
+                stop_took >= Duration::from_secs(F2_GRACE_SECS as u64),
+                "StopContainer(c{} = {cid}) took {stop_took:?}, less than its grace of \
+                 {F2_GRACE_SECS}s for a container that ignores SIGTERM: it was no longer running",
+                i + 1
+            );
+            // CRI deletes the stopped container's task; containerd then runs our
+            // `delete` for it (regression: that killed the pod's sandbox)
+            if i + 1 < ids.len() {
+                wait_task_cleaned(CRI_NS, cid, 15 * SEC);
+            }
+        }
         for (j, other) in ids.iter().enumerate().skip(i + 1) {
             let st = api
                 .call(
@@ -1014,11 +1063,26 @@ gv_test!(
             "no runsc-sandbox for pod {pod_id}: {before:#?}"
         );
         let pid = shim_pid_of(CRI_NS, &pod_id);
+        let killed = Instant::now();
         kill9(pid);
         let took = assert_runsc_gone(CRI_NS, &all, DEAD_SHIM_CLEANUP_BOUND);
         eprintln!("pod shim {pid} killed: runsc sandbox, state and mounts gone in {took:.1?}");
-        // then the pod still stops and goes through CRI within the bound
-        stop_remove(&api, &pod_id, STOP_REMOVE_BOUND);
+        // then the pod still stops and goes through CRI within the bound, retried as
+        // kubelet does: containerd 1.7+ refuses RemovePodSandbox until its own dead-shim
+        // cleanup (our `delete` of each task) is over (docs/gvisor.md)
+        let r = kubelet_stop_remove(&api, &pod_id, STOP_REMOVE_BOUND)
+            .unwrap_or_else(|e| panic!("the runsc pod of a dead shim: {e}"));
         guard.pod_id = None;
+        eprintln!(
+            "runsc pod of a dead shim: stopped and removed {:.1?} after the kill ({:.1?} of \
+             StopPodSandbox + RemovePodSandbox, {} refusal(s){})",
+            killed.elapsed(),
+            r.took,
+            r.refusals.len(),
+            r.refusals
+                .first()
+                .map(|e| format!(", first: {e}"))
+                .unwrap_or_default()
+        );
     }
 );
