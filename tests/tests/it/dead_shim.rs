@@ -161,17 +161,23 @@ fn our_delete_took(lines: &[String], id: &str) -> Option<Duration> {
     parse_debug_duration(&tok)
 }
 
-/// What our `delete` wrote on stderr for `id`, line by line: containerd logs it as
-/// `msg="cleanup warnings <stderr>"`, quoted (`\"`, `\n`, `\\`).
+/// What our `delete` wrote on stderr for `id`, line by line. containerd 1.6 and 1.7 log
+/// it as `msg="cleanup warnings <stderr>"`, 2.x as `msg="warnings while cleaning up dead
+/// shim" ... warnings="<stderr>"`; both quoted (`\"`, `\n`, `\\`).
 pub(super) fn our_delete_output(lines: &[String], id: &str) -> Vec<String> {
+    const V1: &str = "msg=\"cleanup warnings ";
+    const V2: &str = "msg=\"warnings while cleaning up dead shim\"";
+    const V2_VALUE: &str = " warnings=\"";
     let want = format!("id={id} ");
     let mut out = Vec::new();
     for l in lines {
-        let Some(start) = l.find("msg=\"cleanup warnings ") else {
-            continue;
+        let start = match (l.find(V1), l.contains(V2), l.find(V2_VALUE)) {
+            (Some(s), _, _) => s + V1.len(),
+            (None, true, Some(s)) => s + V2_VALUE.len(),
+            _ => continue,
         };
         let mut text = String::new();
-        let mut it = l[start + "msg=\"cleanup warnings ".len()..].chars();
+        let mut it = l[start..].chars();
         while let Some(c) = it.next() {
             match c {
                 '"' => break,
