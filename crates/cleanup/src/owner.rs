@@ -559,6 +559,9 @@ fn other_bundles(scope: &Scope, f: &mut Finder) {
     let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
     let mounts = cg::parse_cgroup_mounts(&mountinfo);
     let unified = robust_cgroups::is_unified().unwrap_or(false);
+    // Relative paths resolve against the cgroup of whoever ran the runtime:
+    // this process's is the best guess there is. Read once for every bundle.
+    let own = std::fs::read_to_string("/proc/self/cgroup").unwrap_or_default();
     for ns in subdirs(state) {
         for b in subdirs(&ns) {
             if b == scope.bundle {
@@ -576,9 +579,6 @@ fn other_bundles(scope: &Scope, f: &mut Finder) {
                 .ok()
                 .and_then(|s| s.cgroups_path.clone())
             {
-                // Relative paths resolve against the cgroup of whoever ran
-                // the runtime: this process's is the best guess there is.
-                let own = std::fs::read_to_string("/proc/self/cgroup").unwrap_or_default();
                 if let Ok(r) = cg::resolve_cgroups_path(&cp, &mounts, unified, &own) {
                     f.check(who, &r.dirs());
                 }
