@@ -70,10 +70,10 @@ soak: deps build image ## seeded fault soak of our shim, runc then runsc (SOAK_M
 soak-reference: deps build image ## the same soak against containerd-shim-runc-v2 (runc)
 	@SOAK_SHIM=reference bash integration/soak.sh
 
-test: deps ## unit-test, fuzz-short, integration-test (containerd 1.6), then a default soak; test-matrix adds 1.7 and 2.1
+test: deps ## unit-test, fuzz-short, test-matrix (the suite on containerd 1.6, 1.7, 2.1 and both runsc releases), then a default soak
 	$(MAKE) --no-print-directory unit-test
 	$(MAKE) --no-print-directory fuzz-short
-	$(MAKE) --no-print-directory integration-test
+	$(MAKE) --no-print-directory test-matrix
 	$(MAKE) --no-print-directory soak
 
 unit-test: check-cargo ## cargo test of every crate but the integration suite

@@ -66,6 +66,12 @@ fn var(name: &str, default: impl Into<String>) -> String {
 }
 
 /// The environment, checked once: panics with instructions when containerd is not there.
+/// The containerd release the suite runs against (`ROBUST_IT_CONTAINERD`: `1.6`,
+/// `1.7`, `2.1`; bookworm's 1.6 when unset).
+pub fn containerd_release() -> String {
+    std::env::var("ROBUST_IT_CONTAINERD").unwrap_or_else(|_| "1.6".into())
+}
+
 pub fn env() -> &'static Env {
     static ENV: OnceLock<Result<Env, String>> = OnceLock::new();
     let r = ENV.get_or_init(|| {

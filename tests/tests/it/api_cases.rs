@@ -453,52 +453,61 @@ shim_test!(events_in_order, limit = 60, |shim| {
     .run()
     .code_is(3);
 
+    // Collect this task's events until its /tasks/delete, then anything straggling.
     let mut seen: Vec<(String, Envelope)> = Vec::new();
-    poll_until(
-        &format!("the /tasks/delete event of {id}"),
-        15 * SEC,
-        || {
-            while let Ok(env) = rx.recv_timeout(Duration::from_millis(100)) {
-                if !env.topic.starts_with("/tasks/") {
-                    continue;
-                }
-                let Some(any) = env.event.as_ref() else {
-                    continue;
-                };
-                let Ok(ev) = TaskEventId::decode(any.value.as_slice()) else {
-                    continue;
-                };
-                if ev.container_id == id {
-                    seen.push((env.topic.clone(), env));
-                }
-            }
-            seen.iter().any(|(t, _)| t == "/tasks/delete").then_some(())
-        },
-    );
-    // anything straggling right after the delete
-    while let Ok(env) = rx.recv_timeout(Duration::from_millis(300)) {
-        if let Some(any) = env.event.as_ref() {
-            if env.topic.starts_with("/tasks/")
-                && TaskEventId::decode(any.value.as_slice())
-                    .map(|ev| ev.container_id == id)
-                    .unwrap_or(false)
-            {
+    let collect = |seen: &mut Vec<(String, Envelope)>, wait: Duration| {
+        while let Ok(env) = rx.recv_timeout(wait) {
+            let ours = env.topic.starts_with("/tasks/")
+                && env.event.as_ref().is_some_and(|any| {
+                    TaskEventId::decode(any.value.as_slice()).is_ok_and(|ev| ev.container_id == id)
+                });
+            if ours {
+                eprintln!("event {} of {id}", env.topic);
                 seen.push((env.topic.clone(), env));
             }
+            if seen.iter().any(|(t, _)| t == "/tasks/delete") {
+                break;
+            }
         }
+    };
+    let end = Instant::now() + bound(15 * SEC);
+    while Instant::now() < end && !seen.iter().any(|(t, _)| t == "/tasks/delete") {
+        collect(&mut seen, Duration::from_millis(100));
+    }
+    collect(&mut seen, Duration::from_millis(300));
+    let expected = [
+        "/tasks/create",
+        "/tasks/start",
+        "/tasks/exit",
+        "/tasks/delete",
+    ];
+    if shim == Shim::Reference
+        && !containerd_release().starts_with("1.")
+        && seen.len() < expected.len()
+    {
+        // containerd 2.x's runc shim queues its events and may exit before the queue is
+        // sent: about one `ctr run --rm` in seven here loses /tasks/delete, sometimes
+        // /tasks/create too (docs/events.md, "Events the reference loses"). What
+        // arrived must still be in order, with the real exit status.
+        let topics: Vec<&str> = seen.iter().map(|(t, _)| t.as_str()).collect();
+        let mut rest = expected.iter();
+        assert!(
+            topics.iter().all(|t| rest.any(|e| e == t)),
+            "task events of {id} out of order: {topics:?}"
+        );
+        if let Some(i) = topics.iter().position(|t| *t == "/tasks/exit") {
+            let exit =
+                TaskExitLike::decode(seen[i].1.event.as_ref().unwrap().value.as_slice()).unwrap();
+            assert_eq!(exit.exit_status, 3, "TaskExit exit_status");
+        }
+        eprintln!(
+            "[reference lost events] containerd {}: {id} delivered only {topics:?}",
+            containerd_release()
+        );
+        return;
     }
     let topics: Vec<&str> = seen.iter().map(|(t, _)| t.as_str()).collect();
-    assert_eq!(
-        topics,
-        [
-            "/tasks/create",
-            "/tasks/start",
-            "/tasks/exit",
-            "/tasks/delete"
-        ],
-        "task events of {id} ({})",
-        shim.runtime()
-    );
+    assert_eq!(topics, expected, "task events of {id} ({})", shim.runtime());
     for (topic, env) in &seen {
         assert_eq!(env.namespace, NS, "namespace of {topic}");
     }

@@ -52,7 +52,7 @@ fn repo_dir() -> PathBuf {
 /// Where the reference's outcomes are appended: one file per containerd release
 /// (`target/dead-shim-observed-<release>.tsv`).
 fn observed_file() -> PathBuf {
-    let release = std::env::var("ROBUST_IT_CONTAINERD").unwrap_or_else(|_| "1.6".into());
+    let release = containerd_release();
     repo_dir().join(format!("target/dead-shim-observed-{release}.tsv"))
 }
 
@@ -1227,7 +1227,7 @@ shim_test!(sweep_leftovers, limit = 150, |shim| {
         // containerd 1.6's cleanup with the runc shim fails without `runtime` and leaves
         // all of it; later releases clean more by themselves (docs/cleanup.md)
         Shim::Reference => {
-            let release = std::env::var("ROBUST_IT_CONTAINERD").unwrap_or_else(|_| "1.6".into());
+            let release = containerd_release();
             eprintln!(
                 "[dead-shim observed] ref, containerd {release}, cleanup with `runtime` removed left: \
                  bundle {bundle_left}, rootfs mounts {mounts_left}, runc state {state_left}, \

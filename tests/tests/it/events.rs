@@ -699,7 +699,7 @@ impl Drop for Private {
             self.run_dir
                 .file_name()
                 .map_or("rit-ev".into(), |n| n.to_string_lossy()),
-            std::env::var("ROBUST_IT_CONTAINERD").unwrap_or_else(|_| "1.6".into())
+            containerd_release()
         );
         if fs::create_dir_all(&keep).is_ok() && fs::copy(&self.log, keep.join(&name)).is_ok() {
             eprintln!("the private containerd's log: target/it-logs/{name}");
