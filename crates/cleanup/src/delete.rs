@@ -28,7 +28,9 @@ use std::time::{Duration, Instant, SystemTime};
 
 use robust_config::{ids, ConfigError, RuntimeKind};
 use robust_reaper::Reaper;
-use robust_runtime::{Deadlines, ErrorKind, Runc, RuncConfig, RuntimeError};
+use robust_runtime::delete::{self as policy, DeleteHow, Deleted};
+use robust_runtime::{ContainerRuntime, RuntimeError, RuntimeSpec};
+use std::sync::Arc;
 
 use crate::bundle::{self, check_bundle_path};
 use crate::cgroup::{self as cg, join_pids, pid_alive};
@@ -232,24 +234,15 @@ fn bounded<T: Send + 'static>(
     rx.recv_timeout(limit).ok()
 }
 
-fn runc_for(choice: &RuntimeChoice, deadline: Duration, reaper: &Reaper) -> Runc {
-    let global_flags = match choice.kind() {
-        RuntimeKind::Runsc => choice.config.runsc_flags(),
-        RuntimeKind::Runc => Vec::new(),
-    };
-    Runc::new(
-        RuncConfig {
-            binary: PathBuf::from(&choice.config.runtime.binary),
-            root: choice.root.clone(),
-            systemd_cgroup: choice.config.runtime.systemd_cgroup,
-            global_flags,
-            deadlines: Deadlines {
-                per_verb: Default::default(),
-                default: deadline,
-            },
-        },
-        reaper.clone(),
-    )
+/// The chosen runtime, every call under `deadline`.
+fn runtime_for(
+    choice: &RuntimeChoice,
+    deadline: Duration,
+    reaper: &Reaper,
+) -> Arc<dyn ContainerRuntime> {
+    RuntimeSpec::new(&choice.config, choice.root.clone())
+        .with_deadline(deadline)
+        .open(reaper.clone())
 }
 
 /// Where runc state of this container may be, beyond the usual roots:
@@ -745,10 +738,10 @@ fn pid_from_runtime(
         lim.runtime_call.min(Duration::from_secs(1)),
         reserve,
     );
-    let runc = runc_for(choice, d, reaper);
+    let rt = runtime_for(choice, d, reaper);
     let idc = id.to_string();
     match bounded("runtime-state", d + Duration::from_millis(300), move || {
-        runc.state(&idc)
+        rt.state(&idc)
     }) {
         Some(Ok(s)) if s.pid > 0 => Some(s.pid),
         Some(Ok(_)) => None,
@@ -837,67 +830,46 @@ fn runtime_delete(
             );
         }
     }
-    let call = |force: bool| -> Result<(), String> {
+    // Each call capped by what is left of the budget, on its own thread.
+    let mut call = |force: bool| -> Result<(), RuntimeError> {
         let d = budget.cap(
             "runtime delete",
             choice.config.timeouts.delete,
             cap,
             lim.unmount + lim.kill_wait,
         );
-        let runc = runc_for(choice, d, reaper);
+        let rt = runtime_for(choice, d, reaper);
         let idc = id.to_string();
-        match bounded(
+        bounded(
             "runtime-delete",
             d + Duration::from_millis(300),
-            move || runc.delete(&idc, force),
-        ) {
-            Some(Ok(())) => Ok(()),
-            Some(Err(e)) => Err(classify(&e)),
-            None => Err(format!("runtime delete {id}: no answer within {d:?}")),
-        }
+            move || rt.delete(&idc, force),
+        )
+        .unwrap_or(Err(RuntimeError::Timeout {
+            verb: "delete",
+            id: id.to_string(),
+            after: d,
+        }))
     };
-    let failed = match call(true) {
-        Ok(()) => {
+    let how = DeleteHow {
+        force: true,
+        retry_timeout: true,
+    };
+    let rt = runtime_for(choice, lim.runtime_call, reaper);
+    let failed = match policy::delete_with(rt.as_ref(), id, bundle, how, &mut call) {
+        Ok(Deleted::Done) => {
             log::info!("msg=\"cleanup: deleted in the runtime\" id={id}");
             None
         }
-        Err(e) if e.starts_with("gone:") => {
+        Ok(Deleted::Gone(e)) => {
             log::info!(
                 "msg=\"cleanup: container already gone from the runtime\" id={id} said={}",
-                q(&e[5..])
+                q(&e)
             );
             None
         }
-        Err(e) if e.starts_with("not running:") => {
-            // runsc refuses to signal a created or stopped container: a
-            // plain delete removes it.
-            log::info!(
-                "msg=\"cleanup: runtime says not running; deleting without force\" id={id} said={}",
-                q(&e[12..])
-            );
-            match call(false) {
-                Ok(()) => None,
-                Err(e2) if e2.starts_with("gone:") => None,
-                Err(e2) => Some(e2),
-            }
-        }
-        Err(e) => {
-            log::warn!(
-                "msg=\"cleanup: runtime force delete failed; retrying once\" id={id} error={}",
-                q(&e)
-            );
-            // The first attempt has usually killed the sandbox: what is left
-            // is quick to delete (runsc: ~30 ms once the sandbox is dead).
-            match call(true) {
-                Ok(()) => None,
-                Err(e2) if e2.starts_with("gone:") => None,
-                Err(e2) => Some(e2),
-            }
-        }
+        Ok(Deleted::NotRunning(e)) | Err(e) => Some(e.to_string()),
     };
-    if choice.kind() == RuntimeKind::Runsc {
-        crate::runsc::remove_orphan_locks(&choice.root, id);
-    }
     match failed {
         // runsc cut off at its deadline leaves its state files: once no
         // process they name is alive, they are only files.
@@ -914,14 +886,6 @@ fn runtime_delete(
 
 /// Cap of one runsc delete call at cleanup (see `runtime_delete`).
 const RUNSC_DELETE_CAP: Duration = Duration::from_millis(2500);
-
-fn classify(e: &RuntimeError) -> String {
-    match e.kind() {
-        ErrorKind::NotFound => format!("gone:{e}"),
-        ErrorKind::NotRunning => format!("not running:{e}"),
-        ErrorKind::Other => e.to_string(),
-    }
-}
 
 /// A bundle's `init.pid` without the rest of the routine (for callers that
 /// only report).

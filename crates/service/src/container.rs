@@ -1,12 +1,11 @@
 //! A container: its bundle, its runtime, its init and its execs.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
-use robust_config::{Config, RuntimeKind};
-use robust_reaper::Reaper;
-use robust_runtime::{Deadlines, Runc, RuncConfig};
+use robust_config::Config;
+use robust_runtime::{ContainerRuntime, ExitSource, Placement, Subject};
 
 use crate::error::{Error, Result};
 use crate::process::Process;
@@ -14,7 +13,7 @@ use crate::process::Process;
 pub struct Container {
     pub id: String,
     pub bundle: PathBuf,
-    pub runc: Runc,
+    pub runtime: Arc<dyn ContainerRuntime>,
     pub config: Config,
     pub init: Arc<Process>,
     pub execs: Mutex<HashMap<String, Arc<Process>>>,
@@ -30,108 +29,74 @@ pub struct Container {
     /// The container has a pid namespace of its own (its spec asks for a
     /// new one): when its init dies the kernel ends the rest.
     pub own_pid_ns: bool,
-    /// An escalation is already running for this container.
-    pub escalating: std::sync::atomic::AtomicBool,
-    /// The cgroup's OOM-kill count already published as TaskOOM events.
-    pub oom_published: Mutex<u64>,
-    /// The init exited while execs still ran: its TaskExit waits for theirs.
-    pub init_exit_held: Mutex<bool>,
-    /// The runtime family (runc or runsc) driving this container.
-    pub kind: RuntimeKind,
-    /// The pod's sandbox, or a container of its own (not an app container
-    /// of a pod): with runsc only this one owns the sandbox process.
-    pub owns_sandbox: bool,
+    /// Where its runtime placed it: with a host pid and cgroup of its own,
+    /// or inside its pod's sandbox.
+    pub placement: Placement,
+    /// How its init's exit is learned.
+    pub exit_source: ExitSource,
+    /// The pod's sandbox id its spec names, if any.
+    pub pod_sandbox: Option<String>,
 }
 
 /// CRI's annotation telling the sandbox from the containers of a pod.
 pub const CONTAINER_TYPE: &str = "io.kubernetes.cri.container-type";
 
-/// The bundle's `config.json`, read bounded and without following a
-/// symlink; `None` when missing or unusable.
-fn read_spec(bundle: &Path) -> Option<serde_json::Value> {
-    match robust_cleanup::bundle::read_file(bundle, "config.json") {
-        robust_cleanup::bundle::FileRead::Bytes(b) => serde_json::from_slice(&b).ok(),
-        _ => None,
-    }
-}
-
-/// True unless the bundle's spec says this is an app container of a pod.
-pub fn owns_sandbox(bundle: &std::path::Path) -> bool {
-    let Some(spec) = read_spec(bundle) else {
-        return true;
-    };
-    spec.get("annotations")
-        .and_then(|a| a.get(CONTAINER_TYPE))
-        .and_then(|v| v.as_str())
-        .is_none_or(|t| t == "sandbox")
-}
-
 /// CRI's annotation naming the pod's sandbox container.
 pub const SANDBOX_ID: &str = "io.kubernetes.cri.sandbox-id";
 
-/// The pod sandbox id an app container's spec names, if any.
-pub fn sandbox_id(bundle: &Path) -> Option<String> {
-    read_spec(bundle)?
-        .get("annotations")?
-        .get(SANDBOX_ID)?
-        .as_str()
-        .map(str::to_string)
+/// What the shim takes from the bundle's `config.json` at create.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SpecFacts {
+    /// An app container of a pod (not the sandbox, not a container of its
+    /// own).
+    pub pod_app: bool,
+    /// The pod sandbox id its spec names, if any.
+    pub sandbox_id: Option<String>,
+    /// Its spec asks for a pid namespace of its own (the kernel then kills
+    /// everything in it when the init dies).
+    pub own_pid_ns: bool,
 }
 
-/// runsc: put an app container that shares the pod's pid namespace into the
-/// sandbox's root pid namespace, where the pause container is pid 1.
-///
-/// CRI names the shared namespace as `/proc/<sandbox pid>/ns/pid`. runsc
-/// only uses that path as a key: the first app container carrying it gets
-/// a new pid namespace of its own and the next ones join *that*, so when
-/// the first one's init dies gVisor kills every container of the pod
-/// ("init process terminating, killing namespace"). Without a pid
-/// namespace entry runsc uses the sandbox's, which is what the pod asked
-/// for and what runc gives. Returns whether the spec was changed.
-pub fn join_sandbox_pid_namespace(bundle: &Path, sandbox_pid: i32, id: &str) -> Result<bool> {
-    if sandbox_pid <= 0 {
-        return Ok(false);
-    }
-    let name = "config.json";
-    let raw = match robust_cleanup::bundle::read_file(bundle, name) {
-        robust_cleanup::bundle::FileRead::Bytes(b) => b,
-        robust_cleanup::bundle::FileRead::Missing => {
-            return Err(Error::InvalidArgument(format!(
-                "container {id}: the bundle has no {name}"
-            )))
+impl SpecFacts {
+    /// Read once at create, bounded and without following a symlink;
+    /// without a usable spec: a container of its own, with its own pid
+    /// namespace (nothing extra is killed).
+    pub fn read(bundle: &Path) -> SpecFacts {
+        let spec = match robust_cleanup::bundle::read_file(bundle, "config.json") {
+            robust_cleanup::bundle::FileRead::Bytes(b) => {
+                serde_json::from_slice::<serde_json::Value>(&b).ok()
+            }
+            _ => None,
+        };
+        let Some(spec) = spec else {
+            return SpecFacts {
+                pod_app: false,
+                sandbox_id: None,
+                own_pid_ns: true,
+            };
+        };
+        let annotation = |k: &str| {
+            spec.get("annotations")
+                .and_then(|a| a.get(k))
+                .and_then(|v| v.as_str())
+        };
+        SpecFacts {
+            pod_app: annotation(CONTAINER_TYPE).is_some_and(|t| t != "sandbox"),
+            sandbox_id: annotation(SANDBOX_ID).map(str::to_string),
+            own_pid_ns: spec
+                .pointer("/linux/namespaces")
+                .and_then(|n| n.as_array())
+                .is_some_and(|ns| {
+                    ns.iter().any(|n| {
+                        n.get("type").and_then(|t| t.as_str()) == Some("pid")
+                            && n.get("path")
+                                .and_then(|p| p.as_str())
+                                .unwrap_or("")
+                                .is_empty()
+                    })
+                }),
         }
-        robust_cleanup::bundle::FileRead::Unusable(why) => {
-            return Err(Error::InvalidArgument(format!(
-                "container {id}: {name} {why}"
-            )))
-        }
-    };
-    let mut spec: serde_json::Value = serde_json::from_slice(&raw)
-        .map_err(|e| Error::InvalidArgument(format!("container {id}: {name}: {e}")))?;
-    let shared = format!("/proc/{sandbox_pid}/ns/pid");
-    let Some(namespaces) = spec
-        .pointer_mut("/linux/namespaces")
-        .and_then(|n| n.as_array_mut())
-    else {
-        return Ok(false);
-    };
-    let before = namespaces.len();
-    namespaces.retain(|n| {
-        !(n.get("type").and_then(|t| t.as_str()) == Some("pid")
-            && n.get("path").and_then(|p| p.as_str()) == Some(shared.as_str()))
-    });
-    if namespaces.len() == before {
-        return Ok(false);
     }
-    let out = serde_json::to_vec(&spec)
-        .map_err(|e| Error::Other(format!("container {id}: encode {name}: {e}")))?;
-    robust_cleanup::bundle::write_atomic(bundle, name, &out)
-        .map_err(|e| Error::Io(format!("container {id}: write {name}: {e}")))?;
-    log::info!(
-        "msg=\"runsc: app container shares the pod's pid namespace; placed in the sandbox's\" id={id} path={}",
-        robust_cleanup::logfmt::quote(&shared)
-    );
-    Ok(true)
 }
 
 impl Container {
@@ -154,16 +119,7 @@ impl Container {
     pub fn live_execs(&self) -> Vec<Arc<Process>> {
         self.execs
             .lock()
-            .map(|m| {
-                m.values()
-                    .filter(|p| {
-                        p.lock()
-                            .map(|s| s.pid > 0 && s.exited_at.is_none())
-                            .unwrap_or(false)
-                    })
-                    .cloned()
-                    .collect()
-            })
+            .map(|m| m.values().filter(|p| p.is_live()).cloned().collect())
             .unwrap_or_default()
     }
 
@@ -174,53 +130,67 @@ impl Container {
             self.bundle.join(format!("{exec_id}.pid"))
         }
     }
-}
 
-/// True when the bundle's spec gives the container a pid namespace of its
-/// own (the kernel then kills everything in it when the init dies). Read
-/// once at create; without a spec, assumed (nothing extra is killed).
-pub fn spec_has_own_pid_ns(bundle: &Path) -> bool {
-    let Some(spec) = read_spec(bundle) else {
-        return true;
-    };
-    spec.pointer("/linux/namespaces")
-        .and_then(|n| n.as_array())
-        .map(|ns| {
-            ns.iter().any(|n| {
-                n.get("type").and_then(|t| t.as_str()) == Some("pid")
-                    && n.get("path")
-                        .and_then(|p| p.as_str())
-                        .unwrap_or("")
-                        .is_empty()
-            })
-        })
-        .unwrap_or(false)
-}
-
-/// The runtime driver a config asks for, in `namespace`.
-pub fn runc_from_config(cfg: &Config, namespace: &str, reaper: Reaper) -> Result<Runc> {
-    let root = cfg.runtime_root(namespace)?;
-    let mut per_verb = BTreeMap::new();
-    for verb in [
-        "create", "start", "exec", "kill", "delete", "state", "pause", "resume", "update", "ps",
-    ] {
-        per_verb.insert(verb.to_string(), cfg.timeouts.for_verb(verb));
+    /// What the runtime's hooks need to know of it.
+    pub fn subject(&self) -> Subject<'_> {
+        Subject {
+            id: &self.id,
+            bundle: &self.bundle,
+            placement: self.placement,
+            pod_sandbox: self.pod_sandbox.as_deref(),
+            init_pid: self.init.pid(),
+        }
     }
-    let global_flags = match cfg.runtime_kind() {
-        RuntimeKind::Runsc => cfg.runsc_flags(),
-        RuntimeKind::Runc => Vec::new(),
-    };
-    Ok(Runc::new(
-        RuncConfig {
-            binary: PathBuf::from(&cfg.runtime.binary),
-            root,
-            systemd_cgroup: cfg.runtime.systemd_cgroup,
-            global_flags,
-            deadlines: Deadlines {
-                per_verb,
-                default: cfg.timeouts.for_verb("default"),
+
+    /// The cgroup's OOM-kill count now, when the cgroup is the container's
+    /// own (an app container of a pod sandbox shares the sandbox's: its
+    /// OOMs are the sandbox's to report).
+    pub fn oom_count(&self) -> Option<u64> {
+        if !self.placement.is_own() {
+            return None;
+        }
+        self.cgroup.as_ref().and_then(|cg| cg.oom_kill_count())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn spec_facts_from_cri_annotations_and_namespaces() {
+        let d = tempfile::tempdir().unwrap();
+        assert_eq!(
+            SpecFacts::read(d.path()),
+            SpecFacts {
+                pod_app: false,
+                sandbox_id: None,
+                own_pid_ns: true
             },
-        },
-        reaper,
-    ))
+            "no spec"
+        );
+        std::fs::write(
+            d.path().join("config.json"),
+            r#"{"annotations":{"io.kubernetes.cri.container-type":"container",
+                "io.kubernetes.cri.sandbox-id":"pod1"},
+               "linux":{"namespaces":[{"type":"pid","path":"/proc/9/ns/pid"}]}}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            SpecFacts::read(d.path()),
+            SpecFacts {
+                pod_app: true,
+                sandbox_id: Some("pod1".into()),
+                own_pid_ns: false
+            }
+        );
+        std::fs::write(
+            d.path().join("config.json"),
+            r#"{"annotations":{"io.kubernetes.cri.container-type":"sandbox"},
+               "linux":{"namespaces":[{"type":"pid"}]}}"#,
+        )
+        .unwrap();
+        let f = SpecFacts::read(d.path());
+        assert!(!f.pod_app && f.own_pid_ns);
+    }
 }

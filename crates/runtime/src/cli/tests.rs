@@ -2,7 +2,7 @@ use super::*;
 use std::os::unix::fs::PermissionsExt;
 use std::sync::OnceLock;
 
-fn reaper() -> Reaper {
+pub(crate) fn reaper() -> Reaper {
     static R: OnceLock<Reaper> = OnceLock::new();
     R.get_or_init(|| {
         let (r, rx) = Reaper::start().expect("reaper");
@@ -22,9 +22,9 @@ fn script(dir: &Path, body: &str) -> PathBuf {
     p
 }
 
-fn runc(binary: PathBuf, default: Duration) -> Runc {
-    Runc::new(
-        RuncConfig {
+pub(crate) fn runc(binary: PathBuf, default: Duration) -> Cli {
+    Cli::new(
+        CliConfig {
             binary,
             root: PathBuf::from("/tmp/robust-runtime-test-root"),
             systemd_cgroup: false,
@@ -153,4 +153,13 @@ fn tempdir() -> PathBuf {
     let _ = std::fs::remove_dir_all(&p);
     std::fs::create_dir_all(&p).unwrap();
     p
+}
+
+/// A CLI of a binary that does not exist, for tests of what a family
+/// answers without running it.
+pub(crate) fn cli() -> Cli {
+    runc(
+        PathBuf::from("/nonexistent/runtime"),
+        Duration::from_secs(1),
+    )
 }

@@ -1,0 +1,221 @@
+//! runsc (gVisor): the family whose containers run inside a sandbox, and
+//! every quirk of it the shim knows (docs/gvisor.md).
+//!
+//! - The containers of a pod share one sandbox: an app container's host pid
+//!   and cgroup are the sandbox's ([`Placement::PodSandbox`]), so its exit
+//!   is learned with `runsc wait`, started once it runs (on a created
+//!   container `runsc wait` gives up after a few seconds); only the
+//!   container that owns the sandbox is also reaped by host pid.
+//! - `kill --all` stays inside the sandbox; nothing of a container is left
+//!   on the host after its init exits.
+//! - A forced delete that runsc refuses ("cannot signal container in state
+//!   created", "sandbox is not running") is retried as a plain delete.
+//! - A delete can leave the container's gofer running (a container whose
+//!   start failed) and lock files without their state (a runsc call racing
+//!   the delete): both are removed after it ([`host`]).
+//! - `Stats` come from `runsc events --stats`: the sandbox's cgroup cannot
+//!   tell one container's usage from another's.
+//! - An app container that shares the pod's pid namespace is placed in the
+//!   sandbox's own (runsc takes CRI's `/proc/<sandbox pid>/ns/pid` as a
+//!   key: the first app container would get a namespace of its own, and
+//!   its init's death would end every container of the pod).
+
+pub mod host;
+pub mod stats;
+
+use std::path::Path;
+
+use robust_logfmt::quote;
+use robust_reaper::ExitStatus;
+use serde::Deserialize;
+
+use crate::cli::{bad_output, cli_verbs, snippet, Cli, FOREVER};
+use crate::container_runtime::{ContainerRuntime, ExitSource, Placement, SpecEdit, Subject};
+use crate::{ErrorKind, RuntimeError, RuntimeStats};
+
+/// runsc, driven through the shared CLI.
+pub struct Runsc {
+    cli: Cli,
+}
+
+impl Runsc {
+    pub fn new(cli: Cli) -> Runsc {
+        Runsc { cli }
+    }
+
+    /// `runsc wait`: block until the container exits and return its exit
+    /// status. No deadline: it lasts as long as the container.
+    fn wait(&self, id: &str) -> Result<u32, RuntimeError> {
+        let launched = self
+            .cli
+            .launch("wait", id, vec!["wait".into(), id.into()], None, None)?;
+        let out = self.cli.finish("wait", id, launched, FOREVER)?;
+        parse_wait(&out.stdout).map_err(|detail| bad_output("wait", id, detail))
+    }
+}
+
+/// Parses `runsc wait` output: the exit status, clamped to 0..=255.
+pub fn parse_wait(stdout: &[u8]) -> Result<u32, String> {
+    #[derive(Deserialize)]
+    struct WaitResult {
+        #[serde(rename = "exitStatus")]
+        exit_status: i64,
+    }
+    let r: WaitResult =
+        serde_json::from_slice(stdout).map_err(|e| format!("{e}: {}", snippet(stdout)))?;
+    Ok(r.exit_status.clamp(0, 255) as u32)
+}
+
+impl ContainerRuntime for Runsc {
+    fn family(&self) -> &'static str {
+        "runsc"
+    }
+
+    fn root(&self) -> &Path {
+        &self.cli.config().root
+    }
+
+    cli_verbs!(cli);
+
+    /// runsc cannot force-delete a created or already-stopped container
+    /// ("cannot signal container in state created", "sandbox is not
+    /// running"): that means gone, or deleted by a plain delete.
+    fn delete(&self, id: &str, force: bool) -> Result<(), RuntimeError> {
+        match self.cli.delete(id, force) {
+            Err(e) if force && e.kind() == ErrorKind::NotRunning => {
+                log::debug!(
+                    "msg=\"runsc refused a forced delete; deleting plainly\" id={id} said={}",
+                    quote(&e)
+                );
+                self.cli.delete(id, false)
+            }
+            other => other,
+        }
+    }
+
+    /// Every container of a pod is in the sandbox's cgroup: only runsc can
+    /// tell their usage apart.
+    fn stats(&self, id: &str) -> Option<Result<RuntimeStats, RuntimeError>> {
+        Some(stats::stats(&self.cli, id))
+    }
+
+    /// An app container of a pod runs in the pod's sandbox; so does one
+    /// whose spec cannot be read (the cleanup then never kills the pid it
+    /// finds: it may be the pod's sandbox).
+    fn placement(&self, pod_app: Option<bool>) -> Placement {
+        if pod_app == Some(false) {
+            Placement::Own
+        } else {
+            Placement::PodSandbox
+        }
+    }
+
+    /// The sandbox process is ours to reap (for the container that owns
+    /// it); a container's own exit comes from `runsc wait`.
+    fn exit_source(&self, placement: Placement) -> ExitSource {
+        ExitSource {
+            reaped: placement.is_own(),
+            waited: true,
+        }
+    }
+
+    fn wait_exit(&self, id: &str, known: &dyn Fn() -> bool) -> Option<ExitStatus> {
+        loop {
+            match self.wait(id) {
+                Ok(code) => return Some(ExitStatus::Code(code as i32)),
+                Err(e) => {
+                    if known() {
+                        return None;
+                    }
+                    // Still running by the runtime's account: wait again.
+                    let running = matches!(
+                        self.cli.state(id).map(|s| s.status),
+                        Ok(ref st) if st == "running" || st == "paused"
+                    );
+                    if running {
+                        log::debug!(
+                            "msg=\"runsc wait returned early; waiting again\" id={id} error={}",
+                            quote(&e)
+                        );
+                        continue;
+                    }
+                    // The sandbox died with it: its exit status is gone.
+                    log::warn!(
+                        "msg=\"runsc wait failed; reporting exit 137\" id={id} error={}",
+                        quote(&e)
+                    );
+                    return Some(ExitStatus::Signal(libc::SIGKILL));
+                }
+            }
+        }
+    }
+
+    fn contains_processes(&self) -> bool {
+        true
+    }
+
+    fn spec_edits(&self, placement: Placement, sandbox_pid: i32) -> Vec<SpecEdit> {
+        if placement.is_own() || sandbox_pid <= 0 {
+            return Vec::new();
+        }
+        vec![SpecEdit::DropNamespace {
+            kind: "pid",
+            path: format!("/proc/{sandbox_pid}/ns/pid"),
+            why: "runsc: app container shares the pod's pid namespace; placed in the sandbox's",
+        }]
+    }
+
+    /// runsc 2024 keeps the overlay file store (`.gvisor.filestore.<pod>`)
+    /// of a container whose start failed open until the sandbox ends:
+    /// holders that are exactly the pod's verified sandbox and what runs
+    /// below it keep the rootfs for as long as the pod lives.
+    fn rootfs_held_for_life(&self, c: &Subject<'_>, holders: &[(i32, String)]) -> bool {
+        let Some(sid) = c.pod_sandbox.filter(|_| !c.placement.is_own()) else {
+            return false;
+        };
+        let tree = host::sandbox_tree(self.root(), sid, c.init_pid);
+        holders.iter().all(|(p, _)| tree.contains(p))
+    }
+
+    fn after_delete(&self, id: &str, bundle: &Path, deleted: bool) {
+        if deleted {
+            host::kill_leftover_gofers(self.root(), id, bundle);
+        }
+        host::remove_orphan_locks(self.root(), id);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wait_output() {
+        assert_eq!(parse_wait(br#"{"id":"c","exitStatus":7}"#), Ok(7));
+        assert_eq!(parse_wait(br#"{"exitStatus":-1}"#), Ok(0));
+        assert_eq!(parse_wait(br#"{"exitStatus":70000}"#), Ok(255));
+        assert!(parse_wait(b"").is_err());
+    }
+
+    #[test]
+    fn app_containers_share_the_sandbox_and_get_its_pid_namespace() {
+        let r = Runsc::new(crate::cli::tests::cli());
+        assert_eq!(r.placement(Some(false)), Placement::Own);
+        assert_eq!(r.placement(Some(true)), Placement::PodSandbox);
+        assert_eq!(r.placement(None), Placement::PodSandbox);
+        let own = r.exit_source(Placement::Own);
+        assert!(own.reaped && own.waited);
+        let app = r.exit_source(Placement::PodSandbox);
+        assert!(!app.reaped && app.waited);
+        assert!(r.spec_edits(Placement::Own, 42).is_empty());
+        assert!(r.spec_edits(Placement::PodSandbox, 0).is_empty());
+        assert_eq!(
+            r.spec_edits(Placement::PodSandbox, 42),
+            vec![SpecEdit::DropNamespace {
+                kind: "pid",
+                path: "/proc/42/ns/pid".into(),
+                why: "runsc: app container shares the pod's pid namespace; placed in the sandbox's",
+            }]
+        );
+    }
+}
