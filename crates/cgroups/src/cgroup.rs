@@ -11,7 +11,8 @@ use nix::sys::statfs::{statfs, CGROUP2_SUPER_MAGIC};
 use crate::error::CgroupError;
 use crate::files;
 use crate::metrics::{self, Metrics};
-use crate::parse::{self, MountInfo, ProcCgroupEntry};
+use crate::mountinfo::{self, MountInfo};
+use crate::parse::{self, ProcCgroupEntry};
 
 /// Where cgroup filesystems are mounted on every supported distribution.
 pub const CGROUP_ROOT: &str = "/sys/fs/cgroup";
@@ -75,7 +76,7 @@ impl Cgroup {
             reason,
         })?;
         let mountinfo_path = Path::new("/proc/self/mountinfo");
-        let mounts = parse::parse_mountinfo(&files::read(mountinfo_path)?);
+        let mounts = mountinfo::parse(&files::read(mountinfo_path)?);
         if is_unified()? {
             resolve_v2(&entries, &mounts)
                 .map(Cgroup::from_v2_path)
@@ -498,7 +499,8 @@ pub(crate) fn resolve_v2(entries: &[ProcCgroupEntry], mounts: &[MountInfo]) -> O
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::parse::{parse_mountinfo, parse_proc_cgroup};
+    use crate::mountinfo::parse as parse_mountinfo;
+    use crate::parse::parse_proc_cgroup;
     use std::process::{Child, Command};
 
     const HYBRID_MOUNTINFO: &str = "\

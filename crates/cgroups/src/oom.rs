@@ -607,8 +607,7 @@ mod tests {
         if crate::cgroup::is_unified().unwrap_or(true) {
             return None;
         }
-        let text = fs::read_to_string("/proc/self/mountinfo").ok()?;
-        parse::parse_mountinfo(&text)
+        crate::mountinfo::read_self()
             .into_iter()
             .find(|m| m.fs_type == "cgroup" && m.super_options.iter().any(|o| o == "memory"))
             .map(|m| m.mount_point)

@@ -8,10 +8,10 @@ use std::collections::BTreeMap;
 use std::path::{Component, Path, PathBuf};
 use std::time::Duration;
 
+use robust_cgroups::mountinfo::MountInfo;
 use robust_cgroups::Cgroup;
 
 use crate::logfmt::quote;
-use crate::mount::unescape;
 
 /// The shapes a `linux.cgroupsPath` comes in.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -70,19 +70,21 @@ const V1_CONTROLLERS: &[&str] = &[
     "rdma",
 ];
 
-/// The cgroup mounts of a mountinfo text.
+/// The cgroup mounts of a mountinfo text (parsed by
+/// [`robust_cgroups::mountinfo`], the one parser of it).
 pub fn parse_cgroup_mounts(mountinfo: &str) -> Vec<CgroupMount> {
+    cgroup_mounts(robust_cgroups::mountinfo::parse(mountinfo))
+}
+
+/// The cgroup mounts of this process's mount table.
+pub fn own_cgroup_mounts() -> Vec<CgroupMount> {
+    cgroup_mounts(robust_cgroups::mountinfo::read_self())
+}
+
+fn cgroup_mounts(mounts: Vec<MountInfo>) -> Vec<CgroupMount> {
     let mut out = Vec::new();
-    for line in mountinfo.lines() {
-        let f: Vec<&str> = line.split(' ').collect();
-        let Some(dash) = f.iter().position(|x| *x == "-") else {
-            continue;
-        };
-        if dash < 6 || f.len() < dash + 4 {
-            continue;
-        }
-        let fs_type = f[dash + 1];
-        let v2 = match fs_type {
+    for m in mounts {
+        let v2 = match m.fs_type.as_str() {
             "cgroup2" => true,
             "cgroup" => false,
             _ => continue,
@@ -90,15 +92,14 @@ pub fn parse_cgroup_mounts(mountinfo: &str) -> Vec<CgroupMount> {
         let controllers = if v2 {
             Vec::new()
         } else {
-            f[dash + 3]
-                .split(',')
-                .filter(|o| V1_CONTROLLERS.contains(o) || o.starts_with("name="))
-                .map(str::to_string)
+            m.super_options
+                .into_iter()
+                .filter(|o| V1_CONTROLLERS.contains(&o.as_str()) || o.starts_with("name="))
                 .collect()
         };
         out.push(CgroupMount {
-            root: unescape(f[3]),
-            mount_point: PathBuf::from(unescape(f[4])),
+            root: m.root,
+            mount_point: m.mount_point,
             v2,
             controllers,
         });

@@ -154,37 +154,14 @@ fn mount_one(m: &MountSpec, target: &Path) -> Result<(), MountError> {
 /// Mount points at or below `target`, deepest first, from
 /// `/proc/self/mountinfo`.
 pub fn mounts_under(target: &Path) -> Vec<PathBuf> {
-    let text = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
-    let mut found: Vec<PathBuf> = text
-        .lines()
-        .filter_map(|l| l.split(' ').nth(4))
-        .map(unescape)
-        .map(PathBuf::from)
+    let mut found: Vec<PathBuf> = robust_cgroups::mountinfo::read_self()
+        .into_iter()
+        .map(|m| m.mount_point)
         .filter(|p| p.starts_with(target))
         .collect();
     found.sort_by_key(|p| std::cmp::Reverse(p.components().count()));
     found.dedup();
     found
-}
-
-pub(crate) fn unescape(s: &str) -> String {
-    // mountinfo escapes space, tab, newline and backslash as \ooo.
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'\\' && i + 3 < bytes.len() {
-            let oct = std::str::from_utf8(&bytes[i + 1..i + 4]).ok();
-            if let Some(v) = oct.and_then(|o| u8::from_str_radix(o, 8).ok()) {
-                out.push(v);
-                i += 4;
-                continue;
-            }
-        }
-        out.push(bytes[i]);
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// Unmount everything at or below `target`, deepest first. `EBUSY` is
@@ -501,12 +478,5 @@ mod tests {
                 assert!(took >= bound, "took {took:?}, less than the bound");
             }
         }
-    }
-
-    #[test]
-    fn mountinfo_unescape() {
-        assert_eq!(unescape("/a\\040b"), "/a b");
-        assert_eq!(unescape("/plain"), "/plain");
-        assert_eq!(unescape("/end\\"), "/end\\");
     }
 }

@@ -418,8 +418,7 @@ const HYBRID_UNIFIED: &str = "unified";
 /// The cgroup's directories, if it is fresh: not a hierarchy root, and
 /// every process in it or below descends from this process.
 fn fresh_dirs(c: &Cgroup, init_pid: i32) -> Result<Vec<CgroupDir>, String> {
-    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
-    let mounts = cg::parse_cgroup_mounts(&mountinfo);
+    let mounts = cg::own_cgroup_mounts();
     let roots: Vec<&Path> = mounts.iter().map(|m| m.mount_point.as_path()).collect();
     let mut pairs: Vec<(String, PathBuf)> = match c.unified_path() {
         Some(p) => vec![(String::new(), p.to_path_buf())],
@@ -556,8 +555,7 @@ fn other_bundles(scope: &Scope, f: &mut Finder) {
     let Some(state) = scope.bundle.parent().and_then(Path::parent) else {
         return;
     };
-    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
-    let mounts = cg::parse_cgroup_mounts(&mountinfo);
+    let mounts = cg::own_cgroup_mounts();
     let unified = robust_cgroups::is_unified().unwrap_or(false);
     // Relative paths resolve against the cgroup of whoever ran the runtime:
     // this process's is the best guess there is. Read once for every bundle.
