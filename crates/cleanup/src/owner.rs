@@ -40,10 +40,10 @@ use nix::unistd::Pid;
 use robust_cgroups::Cgroup;
 use serde::{Deserialize, Serialize};
 
-use crate::bundle::{self, read_file, FileRead};
 use crate::cgroup::{self as cg, join_pids, pid_alive, proc_start_time};
-use crate::inputs::{read_runc_state, Input};
 use crate::logfmt::quote;
+use crate::runc_state::read_runc_state;
+use robust_bundle::{self as bundle, read_file, FileRead, Input};
 
 /// The record's file name in the bundle.
 pub const RECORD_FILE: &str = "robust-owner.json";
@@ -98,10 +98,10 @@ pub struct Scope {
 }
 
 impl Scope {
-    /// The default runtime roots ([`crate::inputs::PROBE_ROOTS`]) plus
+    /// The default runtime roots ([`crate::runtime_choice::PROBE_ROOTS`]) plus
     /// `extra` (the container's own runtime root, which may be a custom one).
     pub fn new(bundle: &Path, extra: &[PathBuf]) -> Scope {
-        let mut roots: Vec<PathBuf> = crate::inputs::PROBE_ROOTS
+        let mut roots: Vec<PathBuf> = crate::runtime_choice::PROBE_ROOTS
             .iter()
             .map(PathBuf::from)
             .collect();
@@ -158,14 +158,9 @@ impl OwnerRecord {
 
     /// Read the bundle's record, without following a symlink.
     pub fn read(bundle: &Path) -> Input<OwnerRecord> {
-        match read_file(bundle, RECORD_FILE) {
-            FileRead::Missing => Input::Missing,
-            FileRead::Unusable(why) => Input::Unusable(why),
-            FileRead::Bytes(b) => match serde_json::from_slice::<OwnerRecord>(&b) {
-                Ok(r) => Input::Ok(r),
-                Err(e) => Input::Unusable(format!("invalid json: {e}")),
-            },
-        }
+        read_file(bundle, RECORD_FILE).decode(|b| {
+            serde_json::from_slice::<OwnerRecord>(&b).map_err(|e| format!("invalid json: {e}"))
+        })
     }
 
     /// Whether the recorded init is alive (same pid, same start time) and
@@ -573,7 +568,7 @@ fn other_bundles(scope: &Scope, f: &mut Finder) {
             if let Some(pid) = bundle::read_pid(&b, "init.pid") {
                 f.check(who, &dirs_of_pid(pid));
             }
-            if let Some(cp) = crate::inputs::read_spec(&b)
+            if let Some(cp) = bundle::read_spec(&b)
                 .ok()
                 .and_then(|s| s.cgroups_path.clone())
             {

@@ -17,9 +17,9 @@ use nix::sys::socket::{connect, socket, AddressFamily, SockFlag, SockType, UnixA
 use robust_config::ids;
 use robust_reaper::Reaper;
 
-use crate::bundle::{self, read_file, FileRead};
 use crate::delete::{delete_bundle, q, DeleteRequest, Limits};
 use crate::mount;
+use robust_bundle::{self as bundle, read_file, FileRead};
 
 /// The file name of this shim's binary.
 pub const OUR_SHIM: &str = "containerd-shim-robust-v2";
