@@ -174,8 +174,7 @@ impl Cgroup {
             CgroupVersion::V1 => (self.controller_path("memory")?, "memory.oom_control"),
             CgroupVersion::V2 => (self.unified_path()?, "memory.events"),
         };
-        let text = files::read_optional(&dir.join(file)).ok()??;
-        parse::parse_flat_keyed(&text).get("oom_kill").copied()
+        files::read_flat_key(&dir.join(file), "oom_kill").flatten()
     }
 
     /// Every pid (thread-group id) in the cgroup and in its sub-cgroups,
