@@ -42,13 +42,6 @@ const DELETE_BOUND: Duration = Duration::from_secs(4);
 // helpers
 // ---------------------------------------------------------------------------------
 
-fn repo_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("repo dir")
-        .to_path_buf()
-}
-
 /// Where the reference's outcomes are appended: one file per containerd release
 /// (`target/dead-shim-observed-<release>.tsv`).
 fn observed_file() -> PathBuf {
@@ -109,18 +102,6 @@ fn container_pids(init: u32) -> Vec<i32> {
     dir.and_then(|d| fs::read_to_string(format!("{d}/cgroup.procs")).ok())
         .map(|t| t.lines().filter_map(|l| l.trim().parse().ok()).collect())
         .unwrap_or_default()
-}
-
-/// Mount points at or below `p` (from our mountinfo).
-fn mounts_under(p: &Path) -> Vec<String> {
-    let prefix = p.to_string_lossy().into_owned();
-    fs::read_to_string("/proc/self/mountinfo")
-        .unwrap_or_default()
-        .lines()
-        .filter_map(|l| l.split(' ').nth(4))
-        .filter(|m| *m == prefix || m.starts_with(&format!("{prefix}/")))
-        .map(str::to_string)
-        .collect()
 }
 
 pub(super) fn log_offset() -> u64 {

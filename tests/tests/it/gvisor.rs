@@ -173,15 +173,13 @@ fn runsc_state(ns: &str, ids: &[String]) -> Vec<String> {
 
 /// Mount points under the bundles of `ids`.
 fn bundle_mounts(ns: &str, ids: &[String]) -> Vec<String> {
-    let mi = fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
     let bundles: Vec<String> = ids
         .iter()
         .map(|id| bundle_dir(ns, id).to_string_lossy().into_owned())
         .collect();
-    mi.lines()
-        .filter_map(|l| l.split_whitespace().nth(4))
+    mount_points()
+        .into_iter()
         .filter(|mp| bundles.iter().any(|b| mp.starts_with(b.as_str())))
-        .map(String::from)
         .collect()
 }
 
