@@ -69,24 +69,23 @@ mod tests {
     use super::*;
     use std::fs;
 
-    fn write_all(d: &Path, runtime_bin: &str) {
-        let mut c = Config::default();
-        c.runtime.binary = "/usr/bin/runsc".into();
-        fs::write(d.join("runtime"), format!("{runtime_bin}\n")).unwrap();
-        fs::write(d.join("options.json"), c.to_options_json()).unwrap();
-        fs::write(d.join("init.pid"), "4242").unwrap();
-        fs::write(
-            d.join("config.json"),
-            r#"{"ociVersion":"1.0.2","linux":{"cgroupsPath":"/default/c1"}}"#,
-        )
-        .unwrap();
-        fs::write(d.join("address"), "unix:///run/containerd/s/abc").unwrap();
-    }
-
     #[test]
     fn every_file_is_read() {
         let d = tempfile::tempdir().unwrap();
-        write_all(d.path(), "/usr/bin/runsc");
+        let mut c = Config::default();
+        c.runtime.binary = "/usr/bin/runsc".into();
+        for (name, text) in [
+            ("runtime", "/usr/bin/runsc\n".to_string()),
+            ("options.json", c.to_options_json()),
+            ("init.pid", "4242".into()),
+            (
+                "config.json",
+                r#"{"linux":{"cgroupsPath":"/default/c1"}}"#.into(),
+            ),
+            ("address", "unix:///run/containerd/s/abc".into()),
+        ] {
+            fs::write(d.path().join(name), text).unwrap();
+        }
         let inp = read_inputs(d.path());
         assert_eq!(inp.runtime, Input::Ok("/usr/bin/runsc".to_string()));
         assert_eq!(
@@ -114,7 +113,6 @@ mod tests {
     #[test]
     fn truncated_and_corrupt_files() {
         let d = tempfile::tempdir().unwrap();
-        write_all(d.path(), "runc");
         fs::write(d.path().join("runtime"), "").unwrap();
         fs::write(d.path().join("options.json"), r#"{"runtime":{"bin"#).unwrap();
         fs::write(d.path().join("init.pid"), "42\0\0").unwrap();

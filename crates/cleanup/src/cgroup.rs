@@ -239,20 +239,29 @@ pub fn resolve_cgroups_path(
     Ok(Resolved::V1(out))
 }
 
+/// The text of `/proc/<pid>/stat`; `None` when the process is gone.
+pub fn proc_stat(pid: i32) -> Option<String> {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()
+}
+
+/// Field `n` of a `/proc/<pid>/stat` text, counted from 1 as in proc(5),
+/// for `n` from 3 (the state) on. The comm (field 2) may hold spaces and
+/// parentheses: the fields are counted from its last `)`.
+pub fn stat_field(stat: &str, n: usize) -> Option<&str> {
+    let close = stat.rfind(')')?;
+    stat[close + 1..].split_whitespace().nth(n.checked_sub(3)?)
+}
+
 /// The start time of a process (field 22 of `/proc/<pid>/stat`, clock
 /// ticks since boot): with the pid, it names one process for good.
 pub fn proc_start_time(pid: i32) -> Option<u64> {
-    let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    parse_start_time(&s)
+    parse_start_time(&proc_stat(pid)?)
 }
 
 /// Field 22 (starttime) of a `/proc/<pid>/stat` text; `None` when it is
-/// not there or not a number. The comm (field 2) may hold spaces and
-/// parentheses: the fields are counted from its last `)`.
+/// not there or not a number.
 pub fn parse_start_time(stat: &str) -> Option<u64> {
-    let close = stat.rfind(')')?;
-    // After the comm: state is field 3, so starttime (22) is the 20th.
-    stat[close + 1..].split_whitespace().nth(19)?.parse().ok()
+    stat_field(stat, 22)?.parse().ok()
 }
 
 /// Whether a pid is a live process (not a zombie).
@@ -260,13 +269,10 @@ pub fn pid_alive(pid: i32) -> bool {
     if pid <= 0 {
         return false;
     }
-    let Ok(s) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+    let Some(s) = proc_stat(pid) else {
         return false;
     };
-    let state = s
-        .rfind(')')
-        .and_then(|i| s[i + 1..].split_whitespace().next())
-        .unwrap_or("X");
+    let state = stat_field(&s, 3).unwrap_or("X");
     state != "Z" && state != "X"
 }
 
@@ -440,6 +446,9 @@ mod tests {
             "1234 (a b) c) S 1 1234 1234 0 -1 4194560 100 0 0 0 1 2 0 0 20 0 1 0 135209 1000 10";
         assert_eq!(parse_start_time(stat), Some(135209));
         assert_eq!(parse_start_time("garbage"), None);
+        assert_eq!(stat_field(stat, 3), Some("S"));
+        assert_eq!(stat_field(stat, 4), Some("1"));
+        assert_eq!(stat_field(stat, 2), None);
         let me = std::process::id() as i32;
         assert!(proc_start_time(me).is_some());
         assert!(pid_alive(me));

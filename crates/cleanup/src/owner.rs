@@ -262,14 +262,12 @@ fn pid_ns_of(pid: i32) -> Option<u64> {
 
 /// The parent pid (field 4 of `/proc/<pid>/stat`).
 pub fn parent_of(pid: i32) -> Option<i32> {
-    let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    parse_ppid(&s)
+    parse_ppid(&cg::proc_stat(pid)?)
 }
 
 /// Field 4 (ppid) of a `/proc/<pid>/stat` text.
 pub fn parse_ppid(stat: &str) -> Option<i32> {
-    let close = stat.rfind(')')?;
-    stat[close + 1..].split_whitespace().nth(1)?.parse().ok()
+    cg::stat_field(stat, 4)?.parse().ok()
 }
 
 /// Whether `pid` descends from `ancestor` (not itself).
