@@ -3,7 +3,7 @@
 //! shared by the cases that make a runtime hang or misbehave.
 
 use std::fs;
-use std::io::Write;
+use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 use std::time::Duration;
@@ -80,6 +80,30 @@ pub fn repo_dir() -> PathBuf {
         .parent()
         .expect("tests/ has a parent")
         .to_path_buf()
+}
+
+/// Our shim binary (the one the isolated containerd runs).
+pub fn our_binary() -> PathBuf {
+    std::env::var_os("ROBUST_IT_SHIM_BIN")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo_dir().join("target/release/containerd-shim-robust-v2"))
+}
+
+/// The end of containerd's log now: what is logged from here on is read with
+/// [`log_since`].
+pub fn log_offset() -> u64 {
+    fs::metadata(&env().log).map(|m| m.len()).unwrap_or(0)
+}
+
+/// containerd's log from `off` on.
+pub fn log_since(off: u64) -> String {
+    let mut s = Vec::new();
+    if let Ok(mut f) = fs::File::open(&env().log) {
+        let _ = f.seek(SeekFrom::Start(off));
+        let _ = f.read_to_end(&mut s);
+    }
+    String::from_utf8_lossy(&s).into_owned()
 }
 
 /// A directory under the temp dir, removed on drop.
