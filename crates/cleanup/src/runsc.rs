@@ -18,9 +18,9 @@ use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use serde::Deserialize;
 
-use crate::bundle::{read_file, FileRead};
 use crate::cgroup::pid_alive;
 use crate::logfmt::quote;
+use robust_bundle::{read_file, FileRead};
 
 /// The parts of a runsc state file the cleanup needs.
 #[derive(Debug, Clone, PartialEq, Eq)]

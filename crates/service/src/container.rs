@@ -43,41 +43,6 @@ pub struct Container {
     pub owns_sandbox: bool,
 }
 
-/// CRI's annotation telling the sandbox from the containers of a pod.
-pub const CONTAINER_TYPE: &str = "io.kubernetes.cri.container-type";
-
-/// The bundle's `config.json`, read bounded and without following a
-/// symlink; `None` when missing or unusable.
-fn read_spec(bundle: &Path) -> Option<serde_json::Value> {
-    match robust_cleanup::bundle::read_file(bundle, "config.json") {
-        robust_cleanup::bundle::FileRead::Bytes(b) => serde_json::from_slice(&b).ok(),
-        _ => None,
-    }
-}
-
-/// True unless the bundle's spec says this is an app container of a pod.
-pub fn owns_sandbox(bundle: &std::path::Path) -> bool {
-    let Some(spec) = read_spec(bundle) else {
-        return true;
-    };
-    spec.get("annotations")
-        .and_then(|a| a.get(CONTAINER_TYPE))
-        .and_then(|v| v.as_str())
-        .is_none_or(|t| t == "sandbox")
-}
-
-/// CRI's annotation naming the pod's sandbox container.
-pub const SANDBOX_ID: &str = "io.kubernetes.cri.sandbox-id";
-
-/// The pod sandbox id an app container's spec names, if any.
-pub fn sandbox_id(bundle: &Path) -> Option<String> {
-    read_spec(bundle)?
-        .get("annotations")?
-        .get(SANDBOX_ID)?
-        .as_str()
-        .map(str::to_string)
-}
-
 /// runsc: put an app container that shares the pod's pid namespace into the
 /// sandbox's root pid namespace, where the pause container is pid 1.
 ///
@@ -93,14 +58,14 @@ pub fn join_sandbox_pid_namespace(bundle: &Path, sandbox_pid: i32, id: &str) -> 
         return Ok(false);
     }
     let name = "config.json";
-    let raw = match robust_cleanup::bundle::read_file(bundle, name) {
-        robust_cleanup::bundle::FileRead::Bytes(b) => b,
-        robust_cleanup::bundle::FileRead::Missing => {
+    let raw = match robust_bundle::read_file(bundle, name) {
+        robust_bundle::FileRead::Bytes(b) => b,
+        robust_bundle::FileRead::Missing => {
             return Err(Error::InvalidArgument(format!(
                 "container {id}: the bundle has no {name}"
             )))
         }
-        robust_cleanup::bundle::FileRead::Unusable(why) => {
+        robust_bundle::FileRead::Unusable(why) => {
             return Err(Error::InvalidArgument(format!(
                 "container {id}: {name} {why}"
             )))
@@ -125,7 +90,7 @@ pub fn join_sandbox_pid_namespace(bundle: &Path, sandbox_pid: i32, id: &str) -> 
     }
     let out = serde_json::to_vec(&spec)
         .map_err(|e| Error::Other(format!("container {id}: encode {name}: {e}")))?;
-    robust_cleanup::bundle::write_atomic(bundle, name, &out)
+    robust_bundle::write_atomic(bundle, name, &out)
         .map_err(|e| Error::Io(format!("container {id}: write {name}: {e}")))?;
     log::info!(
         "msg=\"runsc: app container shares the pod's pid namespace; placed in the sandbox's\" id={id} path={}",
@@ -174,27 +139,6 @@ impl Container {
             self.bundle.join(format!("{exec_id}.pid"))
         }
     }
-}
-
-/// True when the bundle's spec gives the container a pid namespace of its
-/// own (the kernel then kills everything in it when the init dies). Read
-/// once at create; without a spec, assumed (nothing extra is killed).
-pub fn spec_has_own_pid_ns(bundle: &Path) -> bool {
-    let Some(spec) = read_spec(bundle) else {
-        return true;
-    };
-    spec.pointer("/linux/namespaces")
-        .and_then(|n| n.as_array())
-        .map(|ns| {
-            ns.iter().any(|n| {
-                n.get("type").and_then(|t| t.as_str()) == Some("pid")
-                    && n.get("path")
-                        .and_then(|p| p.as_str())
-                        .unwrap_or("")
-                        .is_empty()
-            })
-        })
-        .unwrap_or(false)
 }
 
 /// The runtime driver a config asks for, in `namespace`.

@@ -14,8 +14,9 @@ use containerd_shim_protos::protobuf::well_known_types::empty::Empty;
 use containerd_shim_protos::protobuf::{Message, MessageField};
 use containerd_shim_protos::shim::oci::ProcessDetails;
 use containerd_shim_protos::types::task::{ProcessInfo, Status as PbStatus};
+use robust_bundle as bundle;
 use robust_cleanup::logfmt::quote;
-use robust_cleanup::{bundle, mount};
+use robust_cleanup::mount;
 use robust_config::{Config, RuntimeKind};
 use robust_reaper::{Exit, Reaper};
 use robust_runtime::{CreateOpts, ExecOpts, Runc};
@@ -386,10 +387,13 @@ impl Service {
         }
         let cfg = self.config_for(&req.options)?;
         let runc = self.runc_for(&cfg)?;
-        let owns = crate::container::owns_sandbox(&bundle_dir);
+        let spec = bundle::spec_or_assumed(&bundle_dir);
+        let owns = spec.owns_sandbox();
         if cfg.runtime_kind() == RuntimeKind::Runsc && !owns {
-            let sandbox_pid = crate::container::sandbox_id(&bundle_dir)
-                .and_then(|sid| self.container(&sid).ok())
+            let sandbox_pid = spec
+                .sandbox_id
+                .as_deref()
+                .and_then(|sid| self.container(sid).ok())
                 .map(|sb| sb.init.pid())
                 .unwrap_or(0);
             crate::container::join_sandbox_pid_namespace(&bundle_dir, sandbox_pid, &id)?;
@@ -415,16 +419,16 @@ impl Service {
             let target = bundle_dir.join("rootfs");
             std::fs::create_dir_all(&target)
                 .map_err(|e| Error::Io(format!("container {id}: create rootfs dir: {e}")))?;
-            let specs: Vec<mount::MountSpec> = req
+            let specs: Vec<bundle::mount::MountSpec> = req
                 .rootfs
                 .iter()
-                .map(|m| mount::MountSpec {
+                .map(|m| bundle::mount::MountSpec {
                     kind: m.type_.clone(),
                     source: m.source.clone(),
                     options: m.options.clone(),
                 })
                 .collect();
-            mount::mount_all(&specs, &target)
+            bundle::mount::mount_all(&specs, &target)
                 .map_err(|e| Error::Io(format!("container {id}: {e}")))?;
             Some(target)
         };
@@ -572,7 +576,7 @@ impl Service {
             ),
             cgroup,
             owner,
-            own_pid_ns: crate::container::spec_has_own_pid_ns(&bundle_dir),
+            own_pid_ns: spec.own_pid_ns,
             escalating: std::sync::atomic::AtomicBool::new(false),
             init_exit_held: Mutex::new(false),
             kind,
@@ -1040,7 +1044,7 @@ impl Service {
             // `.gvisor.filestore.<pod>` of a container whose start failed open
             // until the sandbox ends): waiting for it to let go cannot help.
             let sandbox = (c.kind == RuntimeKind::Runsc && !c.owns_sandbox)
-                .then(|| crate::container::sandbox_id(&c.bundle))
+                .then(|| bundle::spec_or_assumed(&c.bundle).sandbox_id)
                 .flatten();
             let held_by_sandbox = |h: &[(i32, String)]| {
                 let Some(sid) = &sandbox else {
