@@ -13,6 +13,7 @@
 #   BENCH_PARALLEL=8       containers started at once for the throughput row
 #   BENCH_SETTLE=0.3       seconds between "started" and reading a shim's memory
 #   BENCH_ONLY="..."       sections to run (default: all of $SECTIONS below)
+#   BENCH_STDIO_RUNS=5     samples of the stdio rows (BENCH_STDIO_MIB=1024 MiB each; slow reader: BENCH_SLOW_MIB=32)
 #   BENCH_RESULTS_DIR      where results go (default: results/ of the repository)
 #   BENCH_SHIM_BIN         our binary (default: target/release/containerd-shim-robust-v2)
 #   BENCH_REFERENCE_BIN    the Go shim (default: containerd-shim-runc-v2 on PATH)
@@ -37,7 +38,11 @@ MANY_RUNS="${BENCH_MANY_RUNS:-3}"
 POD_SIZE="${BENCH_POD_SIZE:-5}"
 PARALLEL="${BENCH_PARALLEL:-8}"
 SETTLE="${BENCH_SETTLE:-0.3}"
-SECTIONS=(run_rm lifecycle start shim_delete pod throughput cri many)
+SECTIONS=(run_rm lifecycle start shim_delete pod throughput cri stdio many)
+STDIO_MIB="${BENCH_STDIO_MIB:-1024}"     # MiB written to stdout per sample of the stdio rows
+SLOW_MIB="${BENCH_SLOW_MIB:-32}"         # MiB written to the slow reader
+STDIO_RUNS="${BENCH_STDIO_RUNS:-5}"      # samples of the stdio rows
+CLK_TCK="$(getconf CLK_TCK)"
 ONLY="${BENCH_ONLY:-${SECTIONS[*]}}"
 RESULTS_DIR="${BENCH_RESULTS_DIR:-$REPO_DIR/results}"
 SHIM_SRC="${BENCH_SHIM_BIN:-$REPO_DIR/target/release/containerd-shim-robust-v2}"
@@ -52,7 +57,7 @@ EVENTS="$BENCH_DIR/events.tsv"     # stamped task events (see start_event_stampe
 FLOOR_ROOT="$RUN_DIR/runc-floor"  # runc --root of the floor's containers
 FLOOR_BUNDLE="$BENCH_DIR/floor"
 
-for v in RUNS MANY MANY_RUNS POD_SIZE PARALLEL; do
+for v in RUNS MANY MANY_RUNS POD_SIZE PARALLEL STDIO_MIB SLOW_MIB STDIO_RUNS; do
     [[ "${!v}" =~ ^[0-9]+$ && "${!v}" -ge 1 ]] || { echo "bench: $v must be a positive integer" >&2; exit 2; }
 done
 [[ -x "$SHIM_SRC" ]] || { echo "bench: no shim binary at $SHIM_SRC (make build)" >&2; exit 1; }
@@ -187,12 +192,20 @@ import re, sys, time
 topics = {"/containers/create", "/tasks/create", "/tasks/start", "/tasks/exit", "/tasks/delete",
           "/containers/delete"}
 pat = re.compile(r" (/[a-z]+/[a-z-]+) \{\"(?:container_)?id\":\"([^\"]+)\"")
+exec_id = re.compile(r",\"id\":\"([^\"]+)\"")
 out = sys.stdout
 for raw in sys.stdin.buffer:
     now = time.time_ns() // 1000  # CLOCK_REALTIME in us, as bash EPOCHREALTIME
-    m = pat.search(raw.decode("utf-8", "replace"))
+    line = raw.decode("utf-8", "replace")
+    m = pat.search(line)
     if m and m.group(1) in topics and m.group(2).startswith(("bench-d-", "bench-rm-")):
-        out.write("%d\t%s\t%s\t.\n" % (now, m.group(1), m.group(2)))
+        cid = m.group(2)
+        # the exit of an exec carries its exec id: keyed "<container>/<exec id>", so the
+        # exit of the init is never matched by an earlier exit of an exec
+        e = exec_id.search(line, m.end()) if m.group(1) == "/tasks/exit" else None
+        if e and e.group(1) != cid:
+            cid = cid + "/" + e.group(1)
+        out.write("%d\t%s\t%s\t.\n" % (now, m.group(1), cid))
         out.flush()
 ' <&"$fd" >>"$EVENTS" &
     EVENTS_PIDS+=($!)
@@ -495,6 +508,77 @@ bench_throughput() {
     remove_ids "${ids[@]}"
 }
 
+# the shim's CPU time (utime + stime, in clock ticks) of pid $1, and its peak RSS (KiB);
+# sets CPU_TICKS and HWM_KIB; fails if it is gone
+cpu_of() {
+    local stat rest
+    stat="$(cat "/proc/$1/stat" 2>/dev/null)" || return 1
+    rest="${stat##*) }" # fields from the 3rd on: state is the 1st of them
+    read -r -a f <<<"$rest"
+    CPU_TICKS=$((f[11] + f[12])) # utime (14th) and stime (15th)
+    HWM_KIB="$(awk '$1 == "VmHWM:" {print $2}' "/proc/$1/status" 2>/dev/null)"
+    [[ -n "$HWM_KIB" ]]
+}
+
+# one stdio pass: container $2 of shim $1 writes $3 MiB to stdout, then sleeps; `ctr run`
+# copies it to a reader that takes exactly that many bytes, pausing $4 s after each read
+# of up to 64 KiB (0: drains as fast as it can). The task still runs when the reader is
+# done, so its daemon can be read; remove_ids ends it. Sets STDIO_US (wall time from the
+# `ctr run` to the last byte) and STDIO_DAEMON; fails, with a berror, if a byte is missing.
+stdio_pass() {
+    local shim="$1" id="$2" want=$(($3 * 1048576)) got t0 t1 ctr_pid pids
+    t0="${EPOCHREALTIME/./}"
+    got="$(python3 -c '
+import sys, time
+want, pause = int(sys.argv[1]), float(sys.argv[2])
+r, n = sys.stdin.buffer, 0
+while n < want:
+    b = r.read1(min(65536, want - n))
+    if not b:
+        break
+    n += len(b)
+    if pause:
+        time.sleep(pause)
+print(n)
+' "$want" "$4" < <(exec timeout -k 5 300 ctr --address "$CONTAINERD_ADDRESS" -n "$NS" run --rm \
+        --runtime "$(runtime_of "$shim")" "$IMAGE" "$id" \
+        sh -c "dd if=/dev/zero bs=1048576 count=$3 2>/dev/null; exec sleep 3600" </dev/null 2>/dev/null))"
+    ctr_pid=$!
+    t1="${EPOCHREALTIME/./}"
+    STDIO_US=$((t1 - t0))
+    mapfile -t pids < <(shim_daemons "$(binary_of "$shim")")
+    STDIO_DAEMON="${pids[0]:-}"
+    local ok=0
+    if [[ "$got" != "$want" ]]; then
+        berror "$shim: the reader of $id got ${got:-nothing} bytes, not $want"
+    elif ((${#pids[@]} != 1)); then
+        berror "$shim: expected one shim daemon for $id, found ${#pids[@]} (${pids[*]})"
+    elif ! cpu_of "$STDIO_DAEMON"; then
+        berror "$shim: could not read the CPU time of shim daemon $STDIO_DAEMON of $id"
+    else
+        ok=1
+    fi
+    remove_ids "$id"
+    kill "$ctr_pid" 2>/dev/null || true
+    wait "$ctr_pid" 2>/dev/null || true
+    ((ok))
+}
+
+# stdio: a container writes $STDIO_MIB MiB to stdout through the shim to `ctr run`, read as
+# fast as a reader can; then $SLOW_MIB MiB read slowly (64 KiB, then 8 ms: about 8 MB/s).
+bench_stdio() {
+    local shim="$1"
+    if stdio_pass "$shim" "bench-s-$shim-$IT" "$STDIO_MIB" 0; then
+        # ms of CPU per GiB, and MB/s (10^6 bytes per s) from `ctr run` to the last byte
+        sample stdio_cpu "$shim" $((CPU_TICKS * 1000 * 1024 / CLK_TCK / STDIO_MIB))
+        sample stdio_mbps "$shim" $((STDIO_MIB * 1048576 / STDIO_US))
+        sample stdio_hwm "$shim" "$HWM_KIB"
+    fi
+    if stdio_pass "$shim" "bench-sl-$shim-$IT" "$SLOW_MIB" 0.008; then
+        sample stdio_slow_hwm "$shim" "$HWM_KIB"
+    fi
+}
+
 bench_many() {
     local shim="$1" prefix="bench-m-$1-$IT" i b ids=() batch
     # started 4 at a time: the sum of memory is what counts here, not the start time
@@ -606,6 +690,7 @@ for s in "${SECTIONS[@]}"; do
     pod) metrics="rss_pod pss_pod threads_pod" ;;
     throughput) metrics="throughput" ;;
     cri) metrics="cri_pod cri_running" ;;
+    stdio) metrics="stdio_cpu stdio_mbps stdio_hwm stdio_slow_hwm" ;;
     many) metrics="rss_many pss_many threads_many" ;;
     esac
     for m in $metrics; do printf '#skip\t%s\tsection %s left out (BENCH_ONLY)\n' "$m" "$s" >>"$SAMPLES"; done
@@ -628,7 +713,7 @@ for shim in robust reference; do
 done
 wanted run_rm && floor_run warmup && floor_seq warmup
 
-log "$RUNS iterations (the ${MANY}-container rows in the first $MANY_RUNS), both shims each, alternating which goes first"
+log "$RUNS iterations (the ${MANY}-container rows in the first $MANY_RUNS, the stdio rows in the first $STDIO_RUNS), both shims each, alternating which goes first"
 for ((IT = 1; IT <= RUNS; IT++)); do
     if ((IT % 2)); then order=(robust reference); else order=(reference robust); fi
     log "iteration $IT/$RUNS (${order[0]} first; $((SECONDS - STARTED_AT)) s so far)"
@@ -638,9 +723,10 @@ for ((IT = 1; IT <= RUNS; IT++)); do
         floor_seq
         bench_run_rm "${order[1]}"
     fi
-    for s in lifecycle start shim_delete pod throughput cri many; do
+    for s in lifecycle start shim_delete pod throughput cri stdio many; do
         wanted "$s" || continue
         [[ "$s" == many ]] && ((IT > MANY_RUNS)) && continue
+        [[ "$s" == stdio ]] && ((IT > STDIO_RUNS)) && continue
         for shim in "${order[@]}"; do "bench_$s" "$shim"; done
     done
 done
@@ -677,12 +763,12 @@ linkage() {
     echo "| runc | $(runc --version | awk 'NR == 1 {print $3}') |"
     echo "| robust shim | $ROBUST_NAME $(ver_line "$ROBUST_IT_SHIM_BIN" Version), git $git_rev, $(stat -c %s "$ROBUST_IT_SHIM_BIN") bytes, $(linkage "$ROBUST_IT_SHIM_BIN"), sha256 $(sha256sum "$ROBUST_IT_SHIM_BIN" | cut -c1-16) |"
     echo "| reference shim | $REF_NAME $(ver_line "$REF_SRC" Version) ($(ver_line "$REF_SRC" Revision)), copy of \`$REF_SRC\`, $(stat -c %s "$REF_SRC") bytes, $(linkage "$REF_SRC"), sha256 $(sha256sum "$REF_SRC" | cut -c1-16) |"
-    echo "| runs | $RUNS per shim per row, interleaved (each iteration measures both, alternating which goes first); the ${MANY}-container rows: $MANY_RUNS; pod of $POD_SIZE; $PARALLEL in parallel; memory read ${SETTLE} s after start |"
+    echo "| runs | $RUNS per shim per row, interleaved (each iteration measures both, alternating which goes first); the ${MANY}-container rows: $MANY_RUNS; the stdio rows: $STDIO_RUNS ($STDIO_MIB MiB, slow reader $SLOW_MIB MiB); pod of $POD_SIZE; $PARALLEL in parallel; memory read ${SETTLE} s after start |"
     echo "| duration | ${DURATION} s of measuring |"
     echo "| command | \`make bench\` (BENCH_RUNS=$RUNS BENCH_MANY=$MANY BENCH_MANY_RUNS=$MANY_RUNS BENCH_ONLY=\"$ONLY\") |"
 } >"$META"
-printf '#param\tmany\t%s\n#param\tparallel\t%s\n#param\ttitle\trobust-shim / containerd-shim-runc-v2, %s\n' \
-    "$MANY" "$PARALLEL" "$STAMP" >>"$SAMPLES"
+printf '#param\tmany\t%s\n#param\tparallel\t%s\n#param\tslow\t%s\n#param\ttitle\trobust-shim / containerd-shim-runc-v2, %s\n' \
+    "$MANY" "$PARALLEL" "$SLOW_MIB" "$STAMP" >>"$SAMPLES"
 cp "$SAMPLES" "$OUT.tsv"
 echo
 python3 "$REPO_DIR/integration/bench/report.py" "$SAMPLES" "$META" "$OUT.md" "$OUT.svg"

@@ -1,7 +1,7 @@
 //! The bundle files a cleanup reads after the shim died
-//! (`inputs::read_inputs`): `runtime`, `init.pid`, `options.json`,
+//! (`robust_bundle::read_inputs`): `runtime`, `init.pid`, `options.json`,
 //! `config.json` and `address`, then the runtime choice made from them
-//! (`inputs::choose_runtime`) and the address's socket (`sweep::socket_of`).
+//! (`runtime_choice::choose_runtime`) and the address's socket (`sweep::socket_of`).
 //!
 //! Input: the five files' contents separated by 0xff bytes, in that order.
 //! A part that is the single byte 0xfe is no file at all, 0xfd a symlink
@@ -18,8 +18,8 @@ use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
 use libfuzzer_sys::fuzz_target;
-use robust_cleanup::inputs::{self, Input};
-use robust_cleanup::{bundle, sweep};
+use robust_bundle::{self as bundle, Input};
+use robust_cleanup::{runtime_choice, sweep};
 use robust_config::Config;
 use robust_fuzz::{check_config, check_message, split};
 
@@ -83,7 +83,7 @@ fuzz_target!(|data: &[u8]| {
         std::str::from_utf8(p?).ok().map(|s| s.trim().to_string())
     };
 
-    let got = inputs::read_inputs(dir);
+    let got = bundle::read_inputs(dir);
 
     check_unusable("runtime", &got.runtime, runtime);
     if let Input::Ok(bin) = &got.runtime {
@@ -139,7 +139,7 @@ fuzz_target!(|data: &[u8]| {
     // The choice, with no runtime root probed (nothing outside the bundle
     // is looked at but the runtime binary's existence).
     let mut notes = Vec::new();
-    let choice = inputs::choose_runtime(&got, "default", "c1", dir, &[], &mut |what, assumed| {
+    let choice = runtime_choice::choose_runtime(&got, "default", "c1", dir, &[], &mut |what, assumed| {
         notes.push((what, assumed))
     });
     assert!(!choice.config.runtime.binary.is_empty());

@@ -4,7 +4,7 @@
 //! the runtime's `--log` JSON lines
 //! (`last_log_error`) and the classification of its messages
 //! (`error::classify`), and the runtimes' own state files as a cleanup
-//! reads them: runc's `state.json` (`inputs::parse_runc_state`) and
+//! reads them: runc's `state.json` (`runc_state::parse_runc_state`) and
 //! runsc's `<id>_sandbox:<sandbox>.state` (`runsc::parse_state`). Every
 //! parser gets the whole input.
 //!
@@ -16,7 +16,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use robust_cleanup::{inputs, runsc};
+use robust_cleanup::{runc_state, runsc};
 use robust_runtime::{last_log_error, parse_ps, parse_state, parse_stats, parse_wait, ErrorKind};
 
 fuzz_target!(|data: &[u8]| {
@@ -62,7 +62,7 @@ fuzz_target!(|data: &[u8]| {
         assert_eq!(kind, ErrorKind::Other);
     }
 
-    if let Some(st) = inputs::parse_runc_state(data) {
+    if let Some(st) = runc_state::parse_runc_state(data) {
         let v: serde_json::Value = serde_json::from_slice(data).unwrap();
         let written = v["init_process_pid"].as_i64().unwrap();
         assert_eq!(

@@ -42,6 +42,10 @@ METRICS = [
     ("task_delete", "`ctr task delete` of a stopped task (ms)", "ms", "lower"),
     ("shim_delete", "shim `delete` action after the shim was SIGKILLed (ms)", "ms", "lower"),
     ("throughput", "start throughput, {par} `ctr run -d` in parallel (containers/s)", "rate", "higher"),
+    ("stdio_cpu", "stdio: the shim's CPU time (utime+stime) per GiB a container writes to stdout, `ctr run` reading (ms/GiB)", "count", "lower"),
+    ("stdio_mbps", "stdio: that write's throughput over the whole `ctr run` (MB/s)", "count", "higher"),
+    ("stdio_hwm", "stdio: the shim's peak RSS (VmHWM) after it (MiB)", "mib", "lower"),
+    ("stdio_slow_hwm", "stdio, slow reader (about 8 MB/s): the shim's peak RSS (VmHWM) after {slow} MiB (MiB)", "mib", "lower"),
 ]
 NOT_MEASURED_WHY = {}
 FLOORS = {"runc_run", "runc_seq"}  # no shim: one set of samples, shown in both columns  # metric -> reason, from "#skip metric reason" lines in SAMPLES
@@ -114,7 +118,8 @@ def load(path):
 def build_rows(data, params):
     rows = []  # (key, label, kind, better, rob_med, rob_p95, ref_med, ref_p95, ratio, n_r, n_f)
     for key, label, kind, better in METRICS:
-        label = label.format(many=params.get("many", "50"), par=params.get("parallel", "8"))
+        label = label.format(many=params.get("many", "50"), par=params.get("parallel", "8"),
+                             slow=params.get("slow", "32"))
         per = data.get(key, {})
         if key in FLOORS:
             fl = [conv(kind, v) for v in per.get("floor", [])]

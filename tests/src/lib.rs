@@ -34,6 +34,18 @@ pub use serde_json;
 
 use containerd_client::tonic::transport::Channel;
 
+mod fault;
+mod procs;
+mod scratch;
+mod tasks;
+mod ttrpc;
+
+pub use fault::*;
+pub use procs::*;
+pub use scratch::*;
+pub use tasks::*;
+pub use ttrpc::*;
+
 /// containerd namespace of the ctr / API cases.
 pub const NS: &str = "default";
 /// containerd namespace of CRI.

@@ -28,6 +28,14 @@ pub(crate) fn read_optional(path: &Path) -> Result<Option<String>, CgroupError> 
     }
 }
 
+/// The value of `key` in a flat-keyed file (`memory.events`,
+/// `cgroup.events`, ...): `None` when the file cannot be read (its cgroup
+/// is gone), `Some(None)` when it has no such key.
+pub(crate) fn read_flat_key(path: &Path, key: &str) -> Option<Option<u64>> {
+    let text = read_optional(path).ok()??;
+    Some(crate::parse::parse_flat_keyed(&text).get(key).copied())
+}
+
 /// Reads a whole file; a missing file is an error too.
 pub(crate) fn read(path: &Path) -> Result<String, CgroupError> {
     fs::read_to_string(path).map_err(|source| CgroupError::Read {

@@ -8,7 +8,7 @@
 use std::collections::HashMap;
 use std::path::PathBuf;
 
-use crate::{cgroup, parse};
+use crate::{cgroup, mountinfo, parse};
 
 /// One line of `/proc/<pid>/cgroup`: `(hierarchy id, controllers, path)`.
 pub type ProcCgroupLine = (u32, Vec<String>, String);
@@ -26,7 +26,7 @@ pub fn parse_proc_cgroup(text: &str) -> Result<Vec<ProcCgroupLine>, String> {
 
 /// `/proc/<pid>/mountinfo`, parsed (malformed lines skipped).
 pub fn parse_mountinfo(text: &str) -> Vec<MountLine> {
-    parse::parse_mountinfo(text)
+    mountinfo::parse(text)
         .into_iter()
         .map(|m| (m.root, m.mount_point, m.fs_type, m.super_options))
         .collect()
@@ -42,7 +42,7 @@ pub fn resolve(
     mountinfo: &str,
 ) -> Result<(Vec<(String, PathBuf)>, Option<PathBuf>), String> {
     let entries = parse::parse_proc_cgroup(proc_cgroup)?;
-    let mounts = parse::parse_mountinfo(mountinfo);
+    let mounts = mountinfo::parse(mountinfo);
     let v1 = cgroup::resolve_v1(&entries, &mounts).into_iter().collect();
     let v2 = cgroup::resolve_v2(&entries, &mounts);
     Ok((v1, v2))

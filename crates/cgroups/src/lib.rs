@@ -1,6 +1,7 @@
 //! Read-only cgroup access for the robust shim.
 //!
-//! The shim needs cgroups for three things, all provided here:
+//! The shim needs cgroups for three things, all provided here, and the
+//! mount table they are found in:
 //!
 //! * **Statistics** for the Task `Stats` RPC: [`Cgroup::metrics`] returns
 //!   [`Metrics`], either `io.containerd.cgroups.v1.Metrics` or
@@ -14,6 +15,9 @@
 //!   container, [`Cgroup::freeze`] / [`Cgroup::thaw`] / [`Cgroup::is_frozen`]
 //!   drive the freezer, so that every process of a (frozen) container can be
 //!   killed.
+//! * **The mount table**: [`mountinfo`] is the workspace's one parser of
+//!   `/proc/<pid>/mountinfo`, used here to find cgroup mounts and by
+//!   robust-cleanup to find what is mounted under a rootfs.
 //!
 //! A [`Cgroup`] is found with [`Cgroup::for_pid`], which reads
 //! `/proc/<pid>/cgroup` and maps it onto the cgroup mounts in
@@ -47,6 +51,7 @@ mod files;
 #[doc(hidden)]
 pub mod fuzzing;
 mod metrics;
+pub mod mountinfo;
 mod oom;
 mod parse;
 

@@ -8,10 +8,10 @@ use std::collections::BTreeMap;
 use std::path::{Component, Path, PathBuf};
 use std::time::Duration;
 
+use robust_cgroups::mountinfo::MountInfo;
 use robust_cgroups::Cgroup;
 
 use crate::logfmt::quote;
-use crate::mount::unescape;
 
 /// The shapes a `linux.cgroupsPath` comes in.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -70,19 +70,21 @@ const V1_CONTROLLERS: &[&str] = &[
     "rdma",
 ];
 
-/// The cgroup mounts of a mountinfo text.
+/// The cgroup mounts of a mountinfo text (parsed by
+/// [`robust_cgroups::mountinfo`], the one parser of it).
 pub fn parse_cgroup_mounts(mountinfo: &str) -> Vec<CgroupMount> {
+    cgroup_mounts(robust_cgroups::mountinfo::parse(mountinfo))
+}
+
+/// The cgroup mounts of this process's mount table.
+pub fn own_cgroup_mounts() -> Vec<CgroupMount> {
+    cgroup_mounts(robust_cgroups::mountinfo::read_self())
+}
+
+fn cgroup_mounts(mounts: Vec<MountInfo>) -> Vec<CgroupMount> {
     let mut out = Vec::new();
-    for line in mountinfo.lines() {
-        let f: Vec<&str> = line.split(' ').collect();
-        let Some(dash) = f.iter().position(|x| *x == "-") else {
-            continue;
-        };
-        if dash < 6 || f.len() < dash + 4 {
-            continue;
-        }
-        let fs_type = f[dash + 1];
-        let v2 = match fs_type {
+    for m in mounts {
+        let v2 = match m.fs_type.as_str() {
             "cgroup2" => true,
             "cgroup" => false,
             _ => continue,
@@ -90,15 +92,14 @@ pub fn parse_cgroup_mounts(mountinfo: &str) -> Vec<CgroupMount> {
         let controllers = if v2 {
             Vec::new()
         } else {
-            f[dash + 3]
-                .split(',')
-                .filter(|o| V1_CONTROLLERS.contains(o) || o.starts_with("name="))
-                .map(str::to_string)
+            m.super_options
+                .into_iter()
+                .filter(|o| V1_CONTROLLERS.contains(&o.as_str()) || o.starts_with("name="))
                 .collect()
         };
         out.push(CgroupMount {
-            root: unescape(f[3]),
-            mount_point: PathBuf::from(unescape(f[4])),
+            root: m.root,
+            mount_point: m.mount_point,
             v2,
             controllers,
         });
@@ -238,36 +239,11 @@ pub fn resolve_cgroups_path(
     Ok(Resolved::V1(out))
 }
 
-/// The start time of a process (field 22 of `/proc/<pid>/stat`, clock
-/// ticks since boot): with the pid, it names one process for good.
-pub fn proc_start_time(pid: i32) -> Option<u64> {
-    let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    parse_start_time(&s)
-}
-
-/// Field 22 (starttime) of a `/proc/<pid>/stat` text; `None` when it is
-/// not there or not a number. The comm (field 2) may hold spaces and
-/// parentheses: the fields are counted from its last `)`.
-pub fn parse_start_time(stat: &str) -> Option<u64> {
-    let close = stat.rfind(')')?;
-    // After the comm: state is field 3, so starttime (22) is the 20th.
-    stat[close + 1..].split_whitespace().nth(19)?.parse().ok()
-}
-
-/// Whether a pid is a live process (not a zombie).
-pub fn pid_alive(pid: i32) -> bool {
-    if pid <= 0 {
-        return false;
-    }
-    let Ok(s) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
-        return false;
-    };
-    let state = s
-        .rfind(')')
-        .and_then(|i| s[i + 1..].split_whitespace().next())
-        .unwrap_or("X");
-    state != "Z" && state != "X"
-}
+// The /proc facts of a process are the runtime crate's (its families
+// check the processes they started); cleanup reads them through here.
+pub use robust_runtime::procfs::{
+    parse_start_time, pid_alive, proc_start_time, proc_stat, stat_field,
+};
 
 /// Thaw a frozen cgroup, waiting at most `bound` (the cgroups crate waits
 /// up to 5 s: too long inside containerd's cleanup kill).
@@ -439,6 +415,9 @@ mod tests {
             "1234 (a b) c) S 1 1234 1234 0 -1 4194560 100 0 0 0 1 2 0 0 20 0 1 0 135209 1000 10";
         assert_eq!(parse_start_time(stat), Some(135209));
         assert_eq!(parse_start_time("garbage"), None);
+        assert_eq!(stat_field(stat, 3), Some("S"));
+        assert_eq!(stat_field(stat, 4), Some("1"));
+        assert_eq!(stat_field(stat, 2), None);
         let me = std::process::id() as i32;
         assert!(proc_start_time(me).is_some());
         assert!(pid_alive(me));

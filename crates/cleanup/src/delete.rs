@@ -7,7 +7,7 @@
 //! Steps, each bounded:
 //! 1. refuse bad input (ids, a bundle path with `..`, relative, or reached
 //!    through a symlink);
-//! 2. read the bundle's files ([`crate::inputs`]); each missing or corrupt
+//! 2. read the bundle's files ([`robust_bundle::inputs`]); each missing or corrupt
 //!    one is logged once at warn with what was assumed instead;
 //! 3. find the init pid (`init.pid`, else `runtime state`, else runc's
 //!    `state.json`, else 0); it is killed only when confirmed by the
@@ -26,17 +26,18 @@ use std::path::{Path, PathBuf};
 use std::sync::mpsc;
 use std::time::{Duration, Instant, SystemTime};
 
+use robust_bundle::{self as bundle, check_bundle_path, read_inputs, BundleInputs, Input};
 use robust_config::{ids, ConfigError, RuntimeKind};
 use robust_reaper::Reaper;
 use robust_runtime::delete::{self as policy, DeleteHow, Deleted};
 use robust_runtime::{ContainerRuntime, RuntimeError, RuntimeSpec};
 use std::sync::Arc;
 
-use crate::bundle::{self, check_bundle_path};
 use crate::cgroup::{self as cg, join_pids, pid_alive};
-use crate::inputs::{self, choose_runtime, read_inputs, BundleInputs, Input, RuntimeChoice};
 use crate::mount;
 use crate::owner::{self, OwnerRecord};
+use crate::runc_state::{self, RuncStateFile};
+use crate::runtime_choice::{self, choose_runtime, RuntimeChoice};
 
 /// Exit status reported for a container whose shim died: SIGKILL.
 pub const EXIT_STATUS: u32 = 128 + libc::SIGKILL as u32;
@@ -76,7 +77,7 @@ pub struct DeleteRequest {
     pub bundle: PathBuf,
     pub limits: Limits,
     /// Runtime root parents probed when `options.json` is unusable
-    /// (default: [`inputs::PROBE_ROOTS`]).
+    /// (default: [`runtime_choice::PROBE_ROOTS`]).
     pub probe_parents: Vec<PathBuf>,
     /// Also look one and two levels below this directory (default `/run`)
     /// for `<ns>/<id>/state.json` labelled with this bundle: a custom
@@ -96,7 +97,10 @@ impl DeleteRequest {
             id: id.to_string(),
             bundle: bundle.to_path_buf(),
             limits: Limits::default(),
-            probe_parents: inputs::PROBE_ROOTS.iter().map(PathBuf::from).collect(),
+            probe_parents: runtime_choice::PROBE_ROOTS
+                .iter()
+                .map(PathBuf::from)
+                .collect(),
             scan_dir: Some(PathBuf::from("/run")),
             sockets: Vec::new(),
         }
@@ -263,7 +267,7 @@ fn scan_for_roots(dir: &Path, ns: &str, id: &str, bundle: &Path) -> Vec<PathBuf>
     };
     let check = |parent: &Path, out: &mut Vec<PathBuf>| {
         let st = parent.join(ns).join(id);
-        if let Some(s) = inputs::read_runc_state(&st) {
+        if let Some(s) = runc_state::read_runc_state(&st) {
             if s.bundle.as_deref() == Some(bundle) && !out.iter().any(|p| p == parent) {
                 out.push(parent.to_path_buf());
             }
@@ -343,7 +347,7 @@ pub fn delete_bundle(req: &DeleteRequest, reaper: &Reaper) -> Result<DeleteOutco
     // runc's own record of the container.
     let state_dir = choice.state_dir(id);
     let mut state_file = match choice.kind() {
-        RuntimeKind::Runc => inputs::read_runc_state(&state_dir),
+        RuntimeKind::Runc => runc_state::read_runc_state(&state_dir),
         RuntimeKind::Runsc => None,
     };
     let mut skip_runtime = false;
@@ -760,11 +764,7 @@ fn pid_from_runtime(
 /// the ones the shim recorded at create, or the ones in the runtime's own
 /// state of this bundle. A cgroup path read from `config.json` proves
 /// nothing (a hand-made bundle can name anyone's).
-fn confirm_pid(
-    pid: i32,
-    record: Option<&OwnerRecord>,
-    state: Option<&inputs::RuncStateFile>,
-) -> bool {
+fn confirm_pid(pid: i32, record: Option<&OwnerRecord>, state: Option<&RuncStateFile>) -> bool {
     if pid <= 0 || !pid_alive(pid) {
         return false;
     }

@@ -1,14 +1,14 @@
 //! Cleanup: everything that puts a container's files and mounts in place
 //! and takes them away again, with or without a live shim.
 //!
-//! - [`mount`]: mounting the rootfs from containerd's mount list, and the
-//!   unmount that retries on `EBUSY`, then detaches lazily and names who
-//!   held the mount; it never follows a symlink.
-//! - [`bundle`]: tolerant reads of bundle files (never through a symlink),
-//!   atomic writes (temp + rename), bundle path checks, and a removal that
-//!   neither follows symlinks nor crosses mounts.
-//! - [`inputs`]: what a dead shim's bundle still says (runtime, options,
-//!   init pid, cgroups path), and which runtime and root to drive.
+//! The bundle's files, its spec and the rootfs mount are robust-bundle's;
+//! this crate takes them down again.
+//!
+//! - [`mount`]: the unmount that retries on `EBUSY`, then detaches lazily
+//!   and names who held the mount; it never follows a symlink.
+//! - [`runtime_choice`]: which runtime and root to drive for a dead shim's
+//!   container, from what its bundle still says.
+//! - [`runc_state`]: runc's `state.json` of a container.
 //! - [`owner`]: the ownership rule: a cgroup is killed, thawed or removed
 //!   only when the shim recorded it at create as the container's alone and
 //!   no other container uses it now.
@@ -20,14 +20,14 @@
 //! - [`sweep`]: a node sweep of bundles no live shim owns.
 #![deny(unsafe_code)]
 
-pub mod bundle;
 pub mod cgroup;
 pub mod delete;
-pub mod inputs;
 pub mod logfmt;
 pub mod mount;
 pub mod owner;
+pub mod runc_state;
 pub mod runsc;
+pub mod runtime_choice;
 pub mod sweep;
 
 pub use delete::{delete_bundle, DeleteOutcome, DeleteRequest, Limits, Refused};

@@ -22,6 +22,9 @@
 //!    (its record, the cgroup of its live init, its `config.json`
 //!    `cgroupsPath`). Anything read here only ever stops a kill.
 //!
+//! The record and the proof are here; the search for other containers is
+//! in `alone`, the kill through a proven cgroup in `kill`.
+//!
 //! What is then killed ([`Owned::kill`]): the processes of the cgroup's own
 //! directory, and those of its sub-cgroups only when they are in the
 //! container's own pid namespace while its init lives. A process in a
@@ -33,23 +36,23 @@
 use std::collections::BTreeMap;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
 
-use nix::sys::signal::{kill, Signal};
-use nix::unistd::Pid;
+use robust_bundle::{self as bundle, read_file, Input};
 use robust_cgroups::Cgroup;
 use serde::{Deserialize, Serialize};
 
-use crate::bundle::{self, read_file, FileRead};
 use crate::cgroup::{self as cg, join_pids, pid_alive, proc_start_time};
-use crate::inputs::{read_runc_state, Input};
-use crate::logfmt::quote;
+
+mod alone;
+mod kill;
+#[cfg(test)]
+mod tests;
+
+pub use alone::conflict;
+pub use kill::{Killed, Owned};
 
 /// The record's file name in the bundle.
 pub const RECORD_FILE: &str = "robust-owner.json";
-
-/// At most this many entries are looked at per directory of a scan.
-const SCAN_LIMIT: usize = 4096;
 
 /// One directory of a recorded cgroup.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -98,10 +101,10 @@ pub struct Scope {
 }
 
 impl Scope {
-    /// The default runtime roots ([`crate::inputs::PROBE_ROOTS`]) plus
+    /// The default runtime roots ([`crate::runtime_choice::PROBE_ROOTS`]) plus
     /// `extra` (the container's own runtime root, which may be a custom one).
     pub fn new(bundle: &Path, extra: &[PathBuf]) -> Scope {
-        let mut roots: Vec<PathBuf> = crate::inputs::PROBE_ROOTS
+        let mut roots: Vec<PathBuf> = crate::runtime_choice::PROBE_ROOTS
             .iter()
             .map(PathBuf::from)
             .collect();
@@ -158,14 +161,9 @@ impl OwnerRecord {
 
     /// Read the bundle's record, without following a symlink.
     pub fn read(bundle: &Path) -> Input<OwnerRecord> {
-        match read_file(bundle, RECORD_FILE) {
-            FileRead::Missing => Input::Missing,
-            FileRead::Unusable(why) => Input::Unusable(why),
-            FileRead::Bytes(b) => match serde_json::from_slice::<OwnerRecord>(&b) {
-                Ok(r) => Input::Ok(r),
-                Err(e) => Input::Unusable(format!("invalid json: {e}")),
-            },
-        }
+        read_file(bundle, RECORD_FILE).decode(|b| {
+            serde_json::from_slice::<OwnerRecord>(&b).map_err(|e| format!("invalid json: {e}"))
+        })
     }
 
     /// Whether the recorded init is alive (same pid, same start time) and
@@ -246,130 +244,6 @@ pub enum NotProven {
     Unproven(String),
 }
 
-/// A cgroup proven to be the container's alone (see the module docs).
-#[derive(Debug, Clone)]
-pub struct Owned {
-    cgroup: Cgroup,
-    dirs: Vec<PathBuf>,
-    /// The container's pid namespace, while its init lives.
-    pid_ns: Option<u64>,
-}
-
-/// What a kill through an owned cgroup did.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Killed {
-    /// Pids signalled.
-    pub signalled: Vec<u32>,
-    /// Pids of the cgroup's own processes still alive at the end of the wait.
-    pub left: Vec<u32>,
-    /// Pids in sub-cgroups that are not provably the container's: untouched.
-    pub spared: Vec<u32>,
-}
-
-impl Owned {
-    /// The recorded directories that still exist.
-    pub fn dirs(&self) -> &[PathBuf] {
-        &self.dirs
-    }
-
-    /// The processes to kill and those to spare, as they are now.
-    pub fn targets(&self) -> Result<(Vec<u32>, Vec<u32>), String> {
-        let tree = match self.cgroup.procs_tree() {
-            Ok(t) => t,
-            Err(robust_cgroups::CgroupError::NotFound { .. }) => return Ok(Default::default()),
-            Err(e) => return Err(format!("cannot list the cgroup's processes: {e}")),
-        };
-        let me = std::process::id();
-        let (mut kill, mut spare) = (Vec::new(), Vec::new());
-        for (i, (_, pids)) in tree.into_iter().enumerate() {
-            for p in pids {
-                if p == me {
-                    return Err(format!(
-                        "the cgroup holds this shim process (pid {me}); it is not the container's"
-                    ));
-                }
-                let ours = i == 0 || (self.pid_ns.is_some() && pid_ns_of(p as i32) == self.pid_ns);
-                if ours {
-                    kill.push(p)
-                } else {
-                    spare.push(p)
-                }
-            }
-        }
-        kill.sort_unstable();
-        kill.dedup();
-        spare.sort_unstable();
-        spare.dedup();
-        Ok((kill, spare))
-    }
-
-    /// Send `sig` once to the processes of [`Owned::targets`]; returns how
-    /// many were signalled.
-    pub fn signal(&self, sig: Signal, id: &str) -> Result<usize, String> {
-        let (pids, spared) = self.targets()?;
-        if !spared.is_empty() {
-            log::warn!(
-                "msg=\"not signalling processes in sub-cgroups that are not provably the container's\" id={id} signal={sig} pids={}",
-                quote(join_pids(&spared))
-            );
-        }
-        Ok(pids
-            .iter()
-            .filter(|p| kill(Pid::from_raw(**p as i32), sig).is_ok())
-            .count())
-    }
-
-    /// Thaw the cgroup if frozen, SIGKILL its processes (see
-    /// [`Owned::targets`]) and wait up to `wait` for them to go (a zero
-    /// `wait` signals once and returns).
-    pub fn kill(&self, wait: Duration, id: &str) -> Result<Killed, String> {
-        let (first, spared) = self.targets()?;
-        let mut out = Killed {
-            spared,
-            ..Default::default()
-        };
-        if !out.spared.is_empty() {
-            log::warn!(
-                "msg=\"not killing processes in sub-cgroups that are not provably the container's\" id={id} pids={}",
-                quote(join_pids(&out.spared))
-            );
-        }
-        if first.is_empty() {
-            return Ok(out);
-        }
-        cg::thaw_bounded(&self.cgroup, wait.max(THAW_WAIT), id);
-        log::warn!(
-            "msg=\"killing processes left in the container's cgroup\" id={id} pids={}",
-            quote(join_pids(&first))
-        );
-        let end = Instant::now() + wait;
-        let mut pause = Duration::from_millis(5);
-        loop {
-            let (now, _) = self.targets()?;
-            let alive: Vec<u32> = now.into_iter().filter(|p| pid_alive(*p as i32)).collect();
-            if alive.is_empty() {
-                return Ok(out);
-            }
-            for p in &alive {
-                if kill(Pid::from_raw(*p as i32), Signal::SIGKILL).is_ok()
-                    && !out.signalled.contains(p)
-                {
-                    out.signalled.push(*p);
-                }
-            }
-            if Instant::now() >= end {
-                out.left = alive;
-                return Ok(out);
-            }
-            std::thread::sleep(pause.min(end.saturating_duration_since(Instant::now())));
-            pause = (pause * 2).min(Duration::from_millis(50));
-        }
-    }
-}
-
-/// How long a kill waits at least for a frozen cgroup to thaw.
-const THAW_WAIT: Duration = Duration::from_millis(500);
-
 /// The inode of `pid`'s pid namespace when it differs from this process's.
 fn foreign_pid_ns(pid: i32) -> Option<u64> {
     let theirs = pid_ns_of(pid)?;
@@ -386,17 +260,7 @@ fn pid_ns_of(pid: i32) -> Option<u64> {
         .ok()
 }
 
-/// The parent pid (field 4 of `/proc/<pid>/stat`).
-pub fn parent_of(pid: i32) -> Option<i32> {
-    let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    parse_ppid(&s)
-}
-
-/// Field 4 (ppid) of a `/proc/<pid>/stat` text.
-pub fn parse_ppid(stat: &str) -> Option<i32> {
-    let close = stat.rfind(')')?;
-    stat[close + 1..].split_whitespace().nth(1)?.parse().ok()
-}
+pub use robust_runtime::procfs::{parent_of, parse_ppid};
 
 /// Whether `pid` descends from `ancestor` (not itself).
 fn descends_from(pid: i32, ancestor: i32) -> bool {
@@ -418,8 +282,7 @@ const HYBRID_UNIFIED: &str = "unified";
 /// The cgroup's directories, if it is fresh: not a hierarchy root, and
 /// every process in it or below descends from this process.
 fn fresh_dirs(c: &Cgroup, init_pid: i32) -> Result<Vec<CgroupDir>, String> {
-    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
-    let mounts = cg::parse_cgroup_mounts(&mountinfo);
+    let mounts = cg::own_cgroup_mounts();
     let roots: Vec<&Path> = mounts.iter().map(|m| m.mount_point.as_path()).collect();
     let mut pairs: Vec<(String, PathBuf)> = match c.unified_path() {
         Some(p) => vec![(String::new(), p.to_path_buf())],
@@ -485,296 +348,5 @@ fn to_cgroup(dirs: &[CgroupDir]) -> Cgroup {
                 .map(|d| (d.controller.clone(), d.path.clone()))
                 .collect::<BTreeMap<_, _>>(),
         ),
-    }
-}
-
-/// Another container using one of `dirs` or a cgroup below it: who, for
-/// the log; `None` when there is none.
-pub fn conflict(scope: &Scope, dirs: &[CgroupDir]) -> Option<String> {
-    let mut f = Finder { dirs, found: None };
-    other_bundles(scope, &mut f);
-    if f.found.is_none() {
-        runtime_states(scope, &mut f);
-    }
-    f.found
-}
-
-/// The first other container found in one of `dirs` or below.
-struct Finder<'a> {
-    dirs: &'a [CgroupDir],
-    found: Option<String>,
-}
-
-impl Finder<'_> {
-    fn check(&mut self, who: impl Fn() -> String, theirs: &[PathBuf]) {
-        if self.found.is_some() {
-            return;
-        }
-        for t in theirs {
-            if let Some(d) = self.dirs.iter().find(|d| t.starts_with(&d.path)) {
-                self.found = Some(format!(
-                    "cgroup {} is also used by {} ({})",
-                    d.path.display(),
-                    who(),
-                    t.display()
-                ));
-                return;
-            }
-        }
-    }
-}
-
-fn subdirs(d: &Path) -> Vec<PathBuf> {
-    std::fs::read_dir(d)
-        .map(|rd| {
-            rd.flatten()
-                .take(SCAN_LIMIT)
-                .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
-                .map(|e| e.path())
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
-/// The cgroup directories of a live process.
-fn dirs_of_pid(pid: i32) -> Vec<PathBuf> {
-    if !pid_alive(pid) {
-        return Vec::new();
-    }
-    match Cgroup::for_pid(pid as u32) {
-        Ok(c) => match c.unified_path() {
-            Some(p) => vec![p.to_path_buf()],
-            None => c.v1_paths().map(|(_, p)| p.to_path_buf()).collect(),
-        },
-        Err(_) => Vec::new(),
-    }
-}
-
-/// Every other bundle under `<state>` (the bundle's grandparent): its
-/// record, its live init, its `cgroupsPath`.
-fn other_bundles(scope: &Scope, f: &mut Finder) {
-    let Some(state) = scope.bundle.parent().and_then(Path::parent) else {
-        return;
-    };
-    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
-    let mounts = cg::parse_cgroup_mounts(&mountinfo);
-    let unified = robust_cgroups::is_unified().unwrap_or(false);
-    // Relative paths resolve against the cgroup of whoever ran the runtime:
-    // this process's is the best guess there is. Read once for every bundle.
-    let own = std::fs::read_to_string("/proc/self/cgroup").unwrap_or_default();
-    for ns in subdirs(state) {
-        for b in subdirs(&ns) {
-            if b == scope.bundle {
-                continue;
-            }
-            let who = || format!("the container of bundle {}", b.display());
-            if let Input::Ok(r) = OwnerRecord::read(&b) {
-                let d: Vec<PathBuf> = r.cgroup.iter().map(|d| d.path.clone()).collect();
-                f.check(who, &d);
-            }
-            if let Some(pid) = bundle::read_pid(&b, "init.pid") {
-                f.check(who, &dirs_of_pid(pid));
-            }
-            if let Some(cp) = crate::inputs::read_spec(&b)
-                .ok()
-                .and_then(|s| s.cgroups_path.clone())
-            {
-                if let Ok(r) = cg::resolve_cgroups_path(&cp, &mounts, unified, &own) {
-                    f.check(who, &r.dirs());
-                }
-            }
-        }
-    }
-}
-
-/// Every runtime state under the roots that is not of this bundle.
-fn runtime_states(scope: &Scope, f: &mut Finder) {
-    let mut seen = std::collections::HashSet::new();
-    for root in &scope.runtime_roots {
-        for d1 in subdirs(root) {
-            // `<root>/<id>/state.json` (runc without namespaces), then
-            // `<root>/<ns>/<id>/state.json`.
-            let mut dirs = vec![d1.clone()];
-            dirs.extend(subdirs(&d1));
-            for sd in dirs {
-                if !seen.insert(sd.clone()) {
-                    continue;
-                }
-                if let Some(s) = read_runc_state(&sd) {
-                    if s.bundle.as_deref() == Some(scope.bundle.as_path()) {
-                        continue;
-                    }
-                    let who = || format!("the runtime state {}", sd.display());
-                    let theirs: Vec<PathBuf> =
-                        s.cgroup_paths.iter().map(|(_, p)| p.clone()).collect();
-                    f.check(who, &theirs);
-                }
-            }
-            // runsc: `<root>/<ns>/<id>_sandbox:<sid>.state`.
-            let Ok(rd) = std::fs::read_dir(&d1) else {
-                continue;
-            };
-            for e in rd.flatten().take(SCAN_LIMIT) {
-                let name = e.file_name().to_string_lossy().into_owned();
-                if !name.ends_with(".state") || !name.contains("_sandbox:") {
-                    continue;
-                }
-                let FileRead::Bytes(b) = read_file(&d1, &name) else {
-                    continue;
-                };
-                let Ok(s) = crate::runsc::parse_state(&name, &b) else {
-                    continue;
-                };
-                if s.bundle.as_deref() == Some(scope.bundle.as_path()) || s.sandbox_pid <= 0 {
-                    continue;
-                }
-                let who = || format!("the runsc state {}/{name}", d1.display());
-                f.check(who, &dirs_of_pid(s.sandbox_pid));
-            }
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn ppid_parsing() {
-        let stat = "1234 (a b) c) S 77 1234 1234 0 -1 4194560";
-        assert_eq!(parse_ppid(stat), Some(77));
-        assert_eq!(parse_ppid("garbage"), None);
-        let me = std::process::id() as i32;
-        assert_eq!(parent_of(me), Some(nix::unistd::getppid().as_raw()));
-    }
-
-    #[test]
-    fn record_round_trip_and_refusals() {
-        let d = tempfile::tempdir().unwrap();
-        let b = d.path().join("ns").join("c1");
-        std::fs::create_dir_all(&b).unwrap();
-        assert_eq!(OwnerRecord::read(&b), Input::Missing);
-        let rec = OwnerRecord {
-            id: "c1".into(),
-            init_pid: 42,
-            init_start: 7,
-            pid_ns: Some(4026531836),
-            shared_init: false,
-            cgroup: vec![CgroupDir {
-                controller: "pids".into(),
-                path: d.path().join("cg"),
-                ino: 1,
-            }],
-            not_owned: None,
-        };
-        rec.write(&b).unwrap();
-        assert_eq!(OwnerRecord::read(&b), Input::Ok(rec.clone()));
-        std::fs::write(b.join(RECORD_FILE), b"{").unwrap();
-        assert!(matches!(OwnerRecord::read(&b), Input::Unusable(_)));
-        std::fs::remove_file(b.join(RECORD_FILE)).unwrap();
-        std::os::unix::fs::symlink("/etc/hostname", b.join(RECORD_FILE)).unwrap();
-        assert!(matches!(OwnerRecord::read(&b), Input::Unusable(_)));
-    }
-
-    /// A recorded directory made again since (another inode) is not ours;
-    /// one that is gone leaves nothing to prove.
-    #[test]
-    fn prove_checks_the_recorded_inode() {
-        let d = tempfile::tempdir().unwrap();
-        let b = d.path().join("state").join("ns").join("c1");
-        std::fs::create_dir_all(&b).unwrap();
-        let cgdir = d.path().join("cg");
-        std::fs::create_dir(&cgdir).unwrap();
-        let ino = std::fs::metadata(&cgdir).unwrap().ino();
-        let mut rec = OwnerRecord {
-            id: "c1".into(),
-            init_pid: 0,
-            init_start: 0,
-            pid_ns: None,
-            shared_init: false,
-            cgroup: vec![CgroupDir {
-                controller: String::new(),
-                path: cgdir.clone(),
-                ino,
-            }],
-            not_owned: None,
-        };
-        let scope = Scope {
-            bundle: b.clone(),
-            runtime_roots: vec![],
-        };
-        assert!(rec.prove(&scope).is_ok());
-        rec.cgroup[0].ino = ino + 1;
-        let e = rec.prove(&scope).unwrap_err().to_string();
-        assert!(e.contains("made again"), "{e}");
-        std::fs::remove_dir(&cgdir).unwrap();
-        assert_eq!(rec.prove(&scope).unwrap_err(), NotProven::Gone);
-        rec.cgroup.clear();
-        rec.not_owned = Some("held others".into());
-        assert_eq!(
-            rec.prove(&scope).unwrap_err(),
-            NotProven::Unproven("held others".into())
-        );
-    }
-
-    /// Another bundle's record or a runtime state naming the same cgroup,
-    /// or one below it, is a conflict; a sibling or the parent is not.
-    #[test]
-    fn conflicts_with_other_containers() {
-        let d = tempfile::tempdir().unwrap();
-        let state = d.path().join("state");
-        let mine = state.join("ns").join("c1");
-        let other = state.join("ns2").join("c2");
-        std::fs::create_dir_all(&mine).unwrap();
-        std::fs::create_dir_all(&other).unwrap();
-        let cg = |p: &str| CgroupDir {
-            controller: "pids".into(),
-            path: d.path().join(p),
-            ino: 0,
-        };
-        let scope = Scope {
-            bundle: mine.clone(),
-            runtime_roots: vec![d.path().join("runc")],
-        };
-        let record = |path: &str| OwnerRecord {
-            id: "c2".into(),
-            init_pid: 0,
-            init_start: 0,
-            pid_ns: None,
-            shared_init: false,
-            cgroup: vec![cg(path)],
-            not_owned: None,
-        };
-        for (theirs, clash) in [
-            ("cg/shared", true),
-            ("cg/shared/child", true),
-            ("cg", false),
-            ("cg/sibling", false),
-            ("cg/shared2", false),
-        ] {
-            record(theirs).write(&other).unwrap();
-            let got = conflict(&scope, &[cg("cg/shared")]);
-            assert_eq!(got.is_some(), clash, "{theirs}: {got:?}");
-        }
-        std::fs::remove_file(other.join(RECORD_FILE)).unwrap();
-        // Our own record is not a conflict.
-        record("cg/shared").write(&mine).unwrap();
-        assert_eq!(conflict(&scope, &[cg("cg/shared")]), None);
-        // A runc state of another bundle.
-        let st = d.path().join("runc").join("ns").join("c3");
-        std::fs::create_dir_all(&st).unwrap();
-        let json = |bundle: &Path| {
-            serde_json::json!({
-                "init_process_pid": 1,
-                "cgroup_paths": {"pids": d.path().join("cg/shared").display().to_string()},
-                "config": {"labels": [format!("bundle={}", bundle.display())]}
-            })
-            .to_string()
-        };
-        std::fs::write(st.join("state.json"), json(&mine)).unwrap();
-        assert_eq!(conflict(&scope, &[cg("cg/shared")]), None);
-        std::fs::write(st.join("state.json"), json(&other)).unwrap();
-        let got = conflict(&scope, &[cg("cg/shared")]).unwrap();
-        assert!(got.contains("runtime state"), "{got}");
     }
 }

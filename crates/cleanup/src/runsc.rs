@@ -21,8 +21,8 @@ use serde::Deserialize;
 use robust_runtime::procfs::{cmdline, pid_alive};
 use robust_runtime::runsc::host::{gofers_of, is_gofer_process, is_sandbox_process};
 
-use crate::bundle::{read_file, FileRead};
 use crate::logfmt::quote;
+use robust_bundle::{read_file, FileRead};
 
 /// The parts of a runsc state file the cleanup needs.
 #[derive(Debug, Clone, PartialEq, Eq)]

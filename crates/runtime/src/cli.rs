@@ -369,9 +369,8 @@ impl Cli {
     }
 }
 
-/// The verbs a family passes to the CLI as they are (every verb of
-/// [`crate::ContainerRuntime`] but `delete`, which each family writes
-/// itself), for an `impl ContainerRuntime` whose `self.$cli` is a [`Cli`].
+/// The verbs a family passes to the CLI as they are, for an
+/// `impl ContainerRuntime` whose `self.$cli` is a [`Cli`].
 macro_rules! cli_verbs {
     ($cli:ident) => {
         fn create(
@@ -389,6 +388,9 @@ macro_rules! cli_verbs {
         }
         fn kill(&self, id: &str, signal: u32, all: bool) -> Result<(), $crate::RuntimeError> {
             self.$cli.kill(id, signal, all)
+        }
+        fn delete(&self, id: &str, force: bool) -> Result<(), $crate::RuntimeError> {
+            self.$cli.delete(id, force)
         }
         fn state(&self, id: &str) -> Result<$crate::ContainerState, $crate::RuntimeError> {
             self.$cli.state(id)

@@ -88,8 +88,8 @@ pub trait ContainerRuntime: Send + Sync {
     /// `signal` to the init, and with `all` to every process the runtime
     /// knows of the container.
     fn kill(&self, id: &str, signal: u32, all: bool) -> Result<(), RuntimeError>;
-    /// Delete the container from the runtime. A family whose forced delete
-    /// refuses some states retries it the way that works for it.
+    /// Delete the container from the runtime (callers go through the
+    /// shared policy, `crate::delete`).
     fn delete(&self, id: &str, force: bool) -> Result<(), RuntimeError>;
     fn state(&self, id: &str) -> Result<ContainerState, RuntimeError>;
     /// Host pids of the container's processes.

@@ -8,7 +8,6 @@ use std::path::Path;
 
 use crate::cli::{cli_verbs, Cli};
 use crate::container_runtime::ContainerRuntime;
-use crate::RuntimeError;
 
 /// runc, driven through the shared CLI.
 pub struct Runc {
@@ -31,8 +30,4 @@ impl ContainerRuntime for Runc {
     }
 
     cli_verbs!(cli);
-
-    fn delete(&self, id: &str, force: bool) -> Result<(), RuntimeError> {
-        self.cli.delete(id, force)
-    }
 }

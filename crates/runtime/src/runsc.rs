@@ -8,8 +8,9 @@
 //!   container that owns the sandbox is also reaped by host pid.
 //! - `kill --all` stays inside the sandbox; nothing of a container is left
 //!   on the host after its init exits.
-//! - A forced delete that runsc refuses ("cannot signal container in state
-//!   created", "sandbox is not running") is retried as a plain delete.
+//! - runsc refuses a forced delete of a created or stopped container
+//!   ("cannot signal container in state created", "sandbox is not
+//!   running"): the shared policy (`crate::delete`) then deletes plainly.
 //! - A delete can leave the container's gofer running (a container whose
 //!   start failed) and lock files without their state (a runsc call racing
 //!   the delete): both are removed after it ([`host`]).
@@ -31,7 +32,7 @@ use serde::Deserialize;
 
 use crate::cli::{bad_output, cli_verbs, snippet, Cli, FOREVER};
 use crate::container_runtime::{ContainerRuntime, ExitSource, Placement, SpecEdit, Subject};
-use crate::{ErrorKind, RuntimeError, RuntimeStats};
+use crate::{RuntimeError, RuntimeStats};
 
 /// runsc, driven through the shared CLI.
 pub struct Runsc {
@@ -76,22 +77,6 @@ impl ContainerRuntime for Runsc {
     }
 
     cli_verbs!(cli);
-
-    /// runsc cannot force-delete a created or already-stopped container
-    /// ("cannot signal container in state created", "sandbox is not
-    /// running"): that means gone, or deleted by a plain delete.
-    fn delete(&self, id: &str, force: bool) -> Result<(), RuntimeError> {
-        match self.cli.delete(id, force) {
-            Err(e) if force && e.kind() == ErrorKind::NotRunning => {
-                log::debug!(
-                    "msg=\"runsc refused a forced delete; deleting plainly\" id={id} said={}",
-                    quote(&e)
-                );
-                self.cli.delete(id, false)
-            }
-            other => other,
-        }
-    }
 
     /// Every container of a pod is in the sandbox's cgroup: only runsc can
     /// tell their usage apart.

@@ -1,7 +1,7 @@
 //! A container: its bundle, its runtime, its init and its execs.
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
 use robust_config::Config;
@@ -36,67 +36,6 @@ pub struct Container {
     pub exit_source: ExitSource,
     /// The pod's sandbox id its spec names, if any.
     pub pod_sandbox: Option<String>,
-}
-
-/// CRI's annotation telling the sandbox from the containers of a pod.
-pub const CONTAINER_TYPE: &str = "io.kubernetes.cri.container-type";
-
-/// CRI's annotation naming the pod's sandbox container.
-pub const SANDBOX_ID: &str = "io.kubernetes.cri.sandbox-id";
-
-/// What the shim takes from the bundle's `config.json` at create.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SpecFacts {
-    /// An app container of a pod (not the sandbox, not a container of its
-    /// own).
-    pub pod_app: bool,
-    /// The pod sandbox id its spec names, if any.
-    pub sandbox_id: Option<String>,
-    /// Its spec asks for a pid namespace of its own (the kernel then kills
-    /// everything in it when the init dies).
-    pub own_pid_ns: bool,
-}
-
-impl SpecFacts {
-    /// Read once at create, bounded and without following a symlink;
-    /// without a usable spec: a container of its own, with its own pid
-    /// namespace (nothing extra is killed).
-    pub fn read(bundle: &Path) -> SpecFacts {
-        let spec = match robust_cleanup::bundle::read_file(bundle, "config.json") {
-            robust_cleanup::bundle::FileRead::Bytes(b) => {
-                serde_json::from_slice::<serde_json::Value>(&b).ok()
-            }
-            _ => None,
-        };
-        let Some(spec) = spec else {
-            return SpecFacts {
-                pod_app: false,
-                sandbox_id: None,
-                own_pid_ns: true,
-            };
-        };
-        let annotation = |k: &str| {
-            spec.get("annotations")
-                .and_then(|a| a.get(k))
-                .and_then(|v| v.as_str())
-        };
-        SpecFacts {
-            pod_app: annotation(CONTAINER_TYPE).is_some_and(|t| t != "sandbox"),
-            sandbox_id: annotation(SANDBOX_ID).map(str::to_string),
-            own_pid_ns: spec
-                .pointer("/linux/namespaces")
-                .and_then(|n| n.as_array())
-                .is_some_and(|ns| {
-                    ns.iter().any(|n| {
-                        n.get("type").and_then(|t| t.as_str()) == Some("pid")
-                            && n.get("path")
-                                .and_then(|p| p.as_str())
-                                .unwrap_or("")
-                                .is_empty()
-                    })
-                }),
-        }
-    }
 }
 
 impl Container {
@@ -150,47 +89,5 @@ impl Container {
             return None;
         }
         self.cgroup.as_ref().and_then(|cg| cg.oom_kill_count())
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn spec_facts_from_cri_annotations_and_namespaces() {
-        let d = tempfile::tempdir().unwrap();
-        assert_eq!(
-            SpecFacts::read(d.path()),
-            SpecFacts {
-                pod_app: false,
-                sandbox_id: None,
-                own_pid_ns: true
-            },
-            "no spec"
-        );
-        std::fs::write(
-            d.path().join("config.json"),
-            r#"{"annotations":{"io.kubernetes.cri.container-type":"container",
-                "io.kubernetes.cri.sandbox-id":"pod1"},
-               "linux":{"namespaces":[{"type":"pid","path":"/proc/9/ns/pid"}]}}"#,
-        )
-        .unwrap();
-        assert_eq!(
-            SpecFacts::read(d.path()),
-            SpecFacts {
-                pod_app: true,
-                sandbox_id: Some("pod1".into()),
-                own_pid_ns: false
-            }
-        );
-        std::fs::write(
-            d.path().join("config.json"),
-            r#"{"annotations":{"io.kubernetes.cri.container-type":"sandbox"},
-               "linux":{"namespaces":[{"type":"pid"}]}}"#,
-        )
-        .unwrap();
-        let f = SpecFacts::read(d.path());
-        assert!(!f.pod_app && f.own_pid_ns);
     }
 }

@@ -11,12 +11,13 @@ use containerd_shim_protos::api;
 use containerd_shim_protos::events::task as ev;
 use containerd_shim_protos::protobuf::well_known_types::any::Any;
 use containerd_shim_protos::protobuf::MessageField;
+use robust_bundle as bundle;
 use robust_cleanup::logfmt::quote;
-use robust_cleanup::{bundle, mount};
+use robust_cleanup::mount;
 use robust_config::Config;
 use robust_runtime::{ContainerRuntime, CreateOpts, Placement, SpecEdit};
 
-use crate::container::{Container, SpecFacts};
+use crate::container::Container;
 use crate::error::{Error, Result};
 use crate::events;
 use crate::process::Process;
@@ -92,7 +93,7 @@ impl Service {
         }
         let cfg = self.config_for(&req.options)?;
         let runtime = (self.inner.open)(&cfg)?;
-        let spec = SpecFacts::read(&bundle_dir);
+        let spec = bundle::spec_or_assumed(&bundle_dir);
         let placement = runtime.placement(Some(spec.pod_app));
         // The host pid of the pod's sandbox, when this daemon runs it.
         let sandbox_pid = spec
@@ -157,7 +158,7 @@ impl Service {
         &self,
         setup: &mut Setup,
         req: &api::CreateTaskRequest,
-        spec: SpecFacts,
+        spec: bundle::SpecInfo,
         placement: Placement,
     ) -> std::result::Result<Container, Failed> {
         setup.rootfs = mount_rootfs(req, &setup.bundle, &setup.id).map_err(|e| (e, "mount"))?;
@@ -237,16 +238,17 @@ fn mount_rootfs(
     let target = bundle_dir.join("rootfs");
     std::fs::create_dir_all(&target)
         .map_err(|e| Error::Io(format!("container {id}: create rootfs dir: {e}")))?;
-    let specs: Vec<mount::MountSpec> = req
+    let specs: Vec<bundle::mount::MountSpec> = req
         .rootfs
         .iter()
-        .map(|m| mount::MountSpec {
+        .map(|m| bundle::mount::MountSpec {
             kind: m.type_.clone(),
             source: m.source.clone(),
             options: m.options.clone(),
         })
         .collect();
-    mount::mount_all(&specs, &target).map_err(|e| Error::Io(format!("container {id}: {e}")))?;
+    bundle::mount::mount_all(&specs, &target)
+        .map_err(|e| Error::Io(format!("container {id}: {e}")))?;
     Ok(Some(target))
 }
 

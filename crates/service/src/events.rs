@@ -22,6 +22,13 @@ use containerd_shim_protos::EventsClient;
 use robust_cleanup::logfmt::quote;
 
 const QUEUE: usize = 4096;
+/// How long one Forward call may take. containerd answers only after it has
+/// handed the event to every subscriber; a call that times out may still
+/// have been published, and resending it publishes it twice. So the bound
+/// is long enough for a containerd that is slow under load (seen: over 2 s
+/// with 8 `ctr run --rm` at a time on 2 busy cores), and short of an outage:
+/// a containerd that does not answer within it is retried as if it were away.
+const FORWARD_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// One event to publish.
 pub struct Event {
@@ -313,8 +320,7 @@ fn deliver(
         }
         let sent = match client.as_ref() {
             Some(c) => {
-                let mut ctx =
-                    ttrpc::context::with_timeout(Duration::from_secs(2).as_nanos() as i64);
+                let mut ctx = ttrpc::context::with_timeout(FORWARD_TIMEOUT.as_nanos() as i64);
                 ctx.add(
                     "containerd-namespace-ttrpc".to_string(),
                     namespace.to_string(),

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::SystemTime;
 
 use containerd_shim_protos::api;
-use robust_cleanup::bundle;
+use robust_bundle as bundle;
 use robust_runtime::ExecOpts;
 
 use crate::container::Container;

@@ -28,7 +28,7 @@ pub fn run(args: Args) -> Result<()> {
         // The group's socket, computed as `start` placed it: the `address`
         // file naming it may be gone, and a stale socket left at that path
         // would be in the way of the group's next `start`.
-        let group = group_of(&bundle_dir, &args.id);
+        let group = robust_bundle::group_of(&bundle_dir, &args.id);
         let sock = crate::start::socket_path(
             std::path::Path::new(crate::start::DEFAULT_SOCKET_DIR),
             &args.address,
@@ -50,24 +50,4 @@ pub fn run(args: Args) -> Result<()> {
         .write_all(&bytes)
         .context("write delete response")?;
     Ok(())
-}
-
-/// The daemon group of the container, as `start` decides it (the pod's
-/// sandbox id, else the container id), but reading `config.json` the
-/// cleanup's way: never through a symlink, bounded, never blocking.
-fn group_of(bundle: &std::path::Path, id: &str) -> String {
-    let robust_cleanup::bundle::FileRead::Bytes(raw) =
-        robust_cleanup::bundle::read_file(bundle, "config.json")
-    else {
-        return id.to_string();
-    };
-    serde_json::from_slice::<serde_json::Value>(&raw)
-        .ok()
-        .and_then(|v| {
-            v.pointer("/annotations/io.kubernetes.cri.sandbox-id")
-                .and_then(|s| s.as_str())
-                .filter(|s| !s.is_empty())
-                .map(str::to_string)
-        })
-        .unwrap_or_else(|| id.to_string())
 }

@@ -9,7 +9,7 @@ use std::process::{Command, Stdio};
 
 use anyhow::{bail, Context, Result};
 use nix::fcntl::{fcntl, FcntlArg, FdFlag};
-use robust_cleanup::bundle;
+use robust_bundle as bundle;
 use sha2::{Digest, Sha256};
 
 use crate::args::Args;
@@ -18,24 +18,6 @@ use crate::args::Args;
 pub const LISTEN_FD_ENV: &str = "ROBUST_SHIM_LISTEN_FD";
 /// Env var carrying the socket path (so the daemon can remove it).
 pub const SOCKET_ENV: &str = "ROBUST_SHIM_SOCKET";
-
-const SANDBOX_ID: &str = "io.kubernetes.cri.sandbox-id";
-
-/// The daemon group of a container: its pod, or itself.
-pub fn group_id(bundle: &Path, id: &str) -> String {
-    let Ok(raw) = std::fs::read(bundle.join("config.json")) else {
-        return id.to_string();
-    };
-    let Ok(spec) = serde_json::from_slice::<serde_json::Value>(&raw) else {
-        return id.to_string();
-    };
-    spec.get("annotations")
-        .and_then(|a| a.get(SANDBOX_ID))
-        .and_then(|v| v.as_str())
-        .filter(|s| !s.is_empty())
-        .unwrap_or(id)
-        .to_string()
-}
 
 /// The socket of a group, as containerd's shims place theirs: a hash under
 /// `/run/containerd/s` (short enough for a unix socket path).
@@ -88,7 +70,7 @@ pub fn run(mut args: Args) -> Result<()> {
     }
     robust_config::ids::validate_namespace(&args.namespace)?;
     robust_config::ids::validate_container_id(&args.id)?;
-    let group = group_id(&bundle_dir, &args.id);
+    let group = bundle::group_of(&bundle_dir, &args.id);
     let path = socket_path(&socket_dir, &args.address, &args.namespace, &group);
     let address = format!("unix://{}", path.display());
     std::fs::create_dir_all(&socket_dir)
@@ -178,22 +160,6 @@ fn spawn_daemon(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn group_from_sandbox_annotation() {
-        let d = std::env::temp_dir().join(format!("robust-start-{}", std::process::id()));
-        std::fs::create_dir_all(&d).unwrap();
-        assert_eq!(group_id(&d, "c1"), "c1");
-        std::fs::write(
-            d.join("config.json"),
-            r#"{"annotations":{"io.kubernetes.cri.sandbox-id":"pod1"}}"#,
-        )
-        .unwrap();
-        assert_eq!(group_id(&d, "c1"), "pod1");
-        std::fs::write(d.join("config.json"), "not json").unwrap();
-        assert_eq!(group_id(&d, "c1"), "c1");
-        std::fs::remove_dir_all(&d).unwrap();
-    }
 
     /// containerd 2.3 may put shim sockets elsewhere (its `socket_dir`):
     /// the socket follows it; without one, containerd's default is used.

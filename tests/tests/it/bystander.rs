@@ -27,9 +27,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Instant;
 
-use super::dead_shim::{
-    log_offset, log_since, our_binary, run_bounded, shim_pid, signal, sweep, table_row,
-};
+use super::dead_shim::{run_bounded, shim_pid, signal, sweep, table_row};
 use super::gvisor::{
     assert_runsc_gone, kill9, run_args, runsc_config, runsc_or_skip, runsc_processes, shim_pid_of,
 };

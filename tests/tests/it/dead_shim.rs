@@ -18,7 +18,7 @@
 use super::*;
 
 use std::fs;
-use std::io::{Read, Seek, SeekFrom, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Instant;
@@ -42,26 +42,11 @@ const DELETE_BOUND: Duration = Duration::from_secs(4);
 // helpers
 // ---------------------------------------------------------------------------------
 
-fn repo_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("repo dir")
-        .to_path_buf()
-}
-
 /// Where the reference's outcomes are appended: one file per containerd release
 /// (`target/dead-shim-observed-<release>.tsv`).
 fn observed_file() -> PathBuf {
     let release = containerd_release();
     repo_dir().join(format!("target/dead-shim-observed-{release}.tsv"))
-}
-
-/// Our shim binary (the one the isolated containerd runs).
-pub(super) fn our_binary() -> PathBuf {
-    std::env::var_os("ROBUST_IT_SHIM_BIN")
-        .filter(|v| !v.is_empty())
-        .map(PathBuf::from)
-        .unwrap_or_else(|| repo_dir().join("target/release/containerd-shim-robust-v2"))
 }
 
 fn state_root() -> PathBuf {
@@ -109,32 +94,6 @@ fn container_pids(init: u32) -> Vec<i32> {
     dir.and_then(|d| fs::read_to_string(format!("{d}/cgroup.procs")).ok())
         .map(|t| t.lines().filter_map(|l| l.trim().parse().ok()).collect())
         .unwrap_or_default()
-}
-
-/// Mount points at or below `p` (from our mountinfo).
-fn mounts_under(p: &Path) -> Vec<String> {
-    let prefix = p.to_string_lossy().into_owned();
-    fs::read_to_string("/proc/self/mountinfo")
-        .unwrap_or_default()
-        .lines()
-        .filter_map(|l| l.split(' ').nth(4))
-        .filter(|m| *m == prefix || m.starts_with(&format!("{prefix}/")))
-        .map(str::to_string)
-        .collect()
-}
-
-pub(super) fn log_offset() -> u64 {
-    fs::metadata(&env().log).map(|m| m.len()).unwrap_or(0)
-}
-
-/// containerd's log from `off` on.
-pub(super) fn log_since(off: u64) -> String {
-    let mut s = Vec::new();
-    if let Ok(mut f) = fs::File::open(&env().log) {
-        let _ = f.seek(SeekFrom::Start(off));
-        let _ = f.read_to_end(&mut s);
-    }
-    String::from_utf8_lossy(&s).into_owned()
 }
 
 pub(super) fn log_lines_for(off: u64, id: &str) -> Vec<String> {

@@ -1648,7 +1648,17 @@ shim_test!(events_many_short_containers, limit = 400, |shim| {
         let starts: Vec<&&Ev> = evs.iter().filter(|e| e.topic == "/tasks/start").collect();
         let seq = topics(&evs);
         if ex.len() != 1 {
-            problems.push(format!("{id}: {} /tasks/exit: {seq:?}", ex.len()));
+            // what the shim said about delivering them (retries explain duplicates)
+            let said: Vec<String> = fs::read_to_string(&env().log)
+                .unwrap_or_default()
+                .lines()
+                .filter(|l| l.contains(id.as_str()) && l.contains("event"))
+                .map(str::to_string)
+                .collect();
+            problems.push(format!(
+                "{id}: {} /tasks/exit: {seq:?}; the shim's event log lines: {said:?}",
+                ex.len()
+            ));
         } else if ex[0].exit_status != code_of(*i) {
             problems.push(format!(
                 "{id}: exit_status {} (want {}): {seq:?}",

@@ -22,11 +22,6 @@ use std::time::Instant;
 
 use containerd_client::services::v1::CreateTaskRequest;
 
-use super::dead_shim::{log_offset, log_since};
-use super::hangs::{
-    create_container, ns, op_ok, record, secs, try_call, use_ns_of, Ct, Op, OpOk, TempDir, SEC,
-};
-
 /// What a client may wait past the exit for the end of the output with our shim: the
 /// default drain bound (2 s) plus slack.
 const RETURN_BOUND: Duration = Duration::from_secs(5);

@@ -173,15 +173,13 @@ fn runsc_state(ns: &str, ids: &[String]) -> Vec<String> {
 
 /// Mount points under the bundles of `ids`.
 fn bundle_mounts(ns: &str, ids: &[String]) -> Vec<String> {
-    let mi = fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
     let bundles: Vec<String> = ids
         .iter()
         .map(|id| bundle_dir(ns, id).to_string_lossy().into_owned())
         .collect();
-    mi.lines()
-        .filter_map(|l| l.split_whitespace().nth(4))
+    mount_points()
+        .into_iter()
         .filter(|mp| bundles.iter().any(|b| mp.starts_with(b.as_str())))
-        .map(String::from)
         .collect()
 }
 
@@ -514,12 +512,12 @@ gv_test!(
         let out = run_in_pod(&cfg, &pod, "container", &app, &["sh", "-c", "exit 0"]).run_unclamped();
         assert!(out.succeeded(), "app container: {}", out.stderr);
         wait_task_status(NS, &app, "STOPPED", 30 * SEC);
-        let off = super::dead_shim::log_offset();
+        let off = log_offset();
         ctr(NS, &["task", "delete", &app]).timeout(20 * SEC).run().ok();
         // containerd runs the delete action once it sees the app's connection close
         let want = format!("msg=\"shim disconnected\" id={app}");
         poll_until("containerd to see the app's shim connection close", 10 * SEC, || {
-            super::dead_shim::log_since(off).contains(&want).then_some(())
+            log_since(off).contains(&want).then_some(())
         });
         let killed = poll_quiet(3 * SEC, || !pid_alive(sandbox));
         assert!(!killed, "the sandbox (pid {sandbox}) died after the app container's delete");

@@ -13,9 +13,6 @@ use std::os::unix::ffi::OsStringExt;
 use std::path::Path;
 use std::process::{Command, Stdio};
 
-use super::dead_shim::our_binary;
-use super::hangs::{record, TempDir, SEC};
-
 /// One `#[test]`, for our shim only: `<name>::robust`.
 macro_rules! robust_test {
     ($name:ident, limit = $secs:expr, |$shim:ident| $body:block) => {

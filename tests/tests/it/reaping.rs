@@ -17,12 +17,6 @@ use super::*;
 use std::path::Path;
 use std::time::Instant;
 
-use super::hangs::{
-    cgroup_procs, descendants, fd_count, ns, op_ok, op_within, record, secs, shim_pid, spawn_op,
-    task_ls_status, ttrpc_shutdown, use_ns_of, wait_nothing_left, zombies_under, Op, OpOk,
-    OpResult, TempDir, MARGIN, REF_BOUND, SEC,
-};
-
 /// Grace periods given to our shim in these cases.
 const STOP_GRACE: Duration = Duration::from_secs(2);
 const KILL_GRACE: Duration = Duration::from_secs(1);
@@ -881,7 +875,6 @@ shim_test!(shutdown_now_running, limit = 120, |shim| {
 //    shim notices the init did not exit within kill_grace, thaws the cgroup and SIGKILLs
 //    every pid in it, within 2 x kill_grace + bound.
 shim_test!(sigkill_without_effect, limit = 120, |shim| {
-    use super::hangs::{create_container, reference_options, robust_options, Cleanup, Ct, Fault};
     use_ns_of(shim);
     let case = "sigkill-without-effect";
     let api = Api::connect();

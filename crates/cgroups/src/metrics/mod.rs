@@ -83,6 +83,28 @@ pub(crate) fn read_kv(dir: &Path, file: &str) -> Result<Option<HashMap<String, u
     Ok(files::read_optional(&dir.join(file))?.map(|t| parse::parse_flat_keyed(&t)))
 }
 
+/// One line of `rdma.current` / `rdma.max`: device, `hca_handle`, `hca_object`.
+pub(crate) type Rdma = (String, u32, u32);
+
+/// `rdma.current` and `rdma.max`, in that order.
+pub(crate) type RdmaFiles = (Vec<Rdma>, Vec<Rdma>);
+
+/// `rdma.current` and `rdma.max` of `dir`, parsed (a missing one is empty);
+/// `Ok(None)` when neither exists.
+pub(crate) fn read_rdma(dir: &Path) -> Result<Option<RdmaFiles>, CgroupError> {
+    let read = |file: &str| -> Result<Option<Vec<Rdma>>, CgroupError> {
+        Ok(files::read_optional(&dir.join(file))?.map(|t| parse::parse_rdma(&t)))
+    };
+    let (current, limit) = (read("rdma.current")?, read("rdma.max")?);
+    if current.is_none() && limit.is_none() {
+        return Ok(None);
+    }
+    Ok(Some((
+        current.unwrap_or_default(),
+        limit.unwrap_or_default(),
+    )))
+}
+
 /// Huge page size labels of this host (`2MB`, `1GB`, ...), smallest first.
 pub(crate) fn hugepage_sizes() -> &'static [String] {
     static SIZES: OnceLock<Vec<String>> = OnceLock::new();

@@ -10,7 +10,7 @@ use containerd_shim_protos::cgroups::metrics::{
 };
 use protobuf::MessageField;
 
-use super::{hugepage_sizes, read_u64};
+use super::{hugepage_sizes, read_rdma, read_u64, Rdma};
 use crate::cgroup::CGROUP_ROOT;
 use crate::error::CgroupError;
 use crate::files;
@@ -332,26 +332,19 @@ fn hugetlb(dir: &Path) -> Result<Vec<HugetlbStat>, CgroupError> {
 }
 
 fn rdma(dir: &Path) -> Result<Option<RdmaStat>, CgroupError> {
-    let read = |file: &str| -> Result<Option<Vec<RdmaEntry>>, CgroupError> {
-        Ok(files::read_optional(&dir.join(file))?.map(|t| {
-            parse::parse_rdma(&t)
-                .into_iter()
-                .map(|(device, hca_handles, hca_objects)| RdmaEntry {
-                    device,
-                    hca_handles,
-                    hca_objects,
-                    ..Default::default()
-                })
-                .collect()
-        }))
+    let entries = |v: Vec<Rdma>| {
+        v.into_iter()
+            .map(|(device, hca_handles, hca_objects)| RdmaEntry {
+                device,
+                hca_handles,
+                hca_objects,
+                ..Default::default()
+            })
+            .collect()
     };
-    let (current, limit) = (read("rdma.current")?, read("rdma.max")?);
-    if current.is_none() && limit.is_none() {
-        return Ok(None);
-    }
-    Ok(Some(RdmaStat {
-        current: current.unwrap_or_default(),
-        limit: limit.unwrap_or_default(),
+    Ok(read_rdma(dir)?.map(|(current, limit)| RdmaStat {
+        current: entries(current),
+        limit: entries(limit),
         ..Default::default()
     }))
 }

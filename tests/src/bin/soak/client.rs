@@ -22,69 +22,17 @@ use robust_integration::containerd_client::services::v1::{
     WaitRequest,
 };
 use robust_integration::containerd_client::types::Mount;
-use robust_integration::prost::Message;
 use robust_integration::tonic::transport::Channel;
 use robust_integration::tonic::Status;
 use robust_integration::{prost_types, req, serde_json};
 
-const SPEC_TYPE: &str = "types.containerd.io/opencontainers/runtime-spec/1/Spec";
-const PROCESS_TYPE: &str = "types.containerd.io/opencontainers/runtime-spec/1/Process";
-pub const SANDBOX_ID: &str = "io.kubernetes.cri.sandbox-id";
-pub const CONTAINER_TYPE: &str = "io.kubernetes.cri.container-type";
-const PATH_ENV: &str = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
-pub const SNAPSHOTTER: &str = "overlayfs";
+pub use robust_integration::{reference_options, robust_options, status_name};
+use robust_integration::{PATH_ENV, PROCESS_TYPE, SANDBOX_ID, SPEC_TYPE};
 
-/// containerd.v1.types.Status
-pub fn status_name(s: i32) -> &'static str {
-    match s {
-        1 => "CREATED",
-        2 => "RUNNING",
-        3 => "STOPPED",
-        4 => "PAUSED",
-        5 => "PAUSING",
-        _ => "UNKNOWN",
-    }
-}
+pub const CONTAINER_TYPE: &str = "io.kubernetes.cri.container-type";
+pub const SNAPSHOTTER: &str = "overlayfs";
 pub const RUNNING: i32 = 2;
 pub const STOPPED: i32 = 3;
-
-#[derive(Clone, PartialEq, robust_integration::prost::Message)]
-struct RuntimeOptionsPb {
-    #[prost(string, tag = "1")]
-    type_url: String,
-    #[prost(string, tag = "2")]
-    config_path: String,
-}
-
-#[derive(Clone, PartialEq, robust_integration::prost::Message)]
-struct RuncOptionsPb {
-    #[prost(string, tag = "6")]
-    binary_name: String,
-}
-
-/// Our shim's options: `runtimeoptions.v1.Options{ConfigPath}` (ctr's
-/// `--runtime-config-path`, CRI's ConfigPath).
-pub fn robust_options(config: &Path) -> prost_types::Any {
-    prost_types::Any {
-        type_url: "runtimeoptions.v1.Options".into(),
-        value: RuntimeOptionsPb {
-            type_url: String::new(),
-            config_path: config.display().to_string(),
-        }
-        .encode_to_vec(),
-    }
-}
-
-/// The reference's options: runc `Options{BinaryName}` (ctr's `--runc-binary`).
-pub fn reference_options(binary: &Path) -> prost_types::Any {
-    prost_types::Any {
-        type_url: "containerd.runc.v1.Options".into(),
-        value: RuncOptionsPb {
-            binary_name: binary.display().to_string(),
-        }
-        .encode_to_vec(),
-    }
-}
 
 /// How one container is made.
 #[derive(Clone, Debug, Default)]

@@ -185,10 +185,8 @@ impl Host {
             .iter()
             .map(|id| format!("{}/", self.bundle(id).display()))
             .collect();
-        fs::read_to_string("/proc/self/mountinfo")
-            .unwrap_or_default()
-            .lines()
-            .filter_map(|l| l.split(' ').nth(4).map(str::to_string))
+        robust_integration::mount_points()
+            .into_iter()
             .filter(|m| under.iter().any(|u| m.starts_with(u.as_str())))
             .filter(|m| !keep.iter().any(|k| format!("{m}/").starts_with(k.as_str())))
             .collect()

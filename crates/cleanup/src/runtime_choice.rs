@@ -1,143 +1,17 @@
-//! What a dead shim's bundle still tells the cleanup: each file read
-//! tolerantly, and the decisions taken from them (which runtime, which
-//! root), each fallback written down once.
+//! Which runtime and root a dead shim's cleanup drives, decided from what
+//! the shim recorded in its bundle ([`robust_bundle::read_inputs`]) and,
+//! when that is gone, from the runtime state found under the default
+//! roots; each fallback written down once.
 //!
 //! Everything here reads files only; no process is started, so it is
 //! tested without root.
 
 use std::path::{Path, PathBuf};
 
+use robust_bundle::{BundleInputs, Input};
 use robust_config::{Config, RuntimeKind};
 
-use crate::bundle::{read_file, FileRead};
-
-/// A bundle file, read.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Input<T> {
-    /// Present and usable.
-    Ok(T),
-    /// Not there.
-    Missing,
-    /// There but truncated, corrupt, a symlink, ...: why.
-    Unusable(String),
-}
-
-impl<T> Input<T> {
-    /// The value, if usable.
-    pub fn ok(&self) -> Option<&T> {
-        match self {
-            Input::Ok(v) => Some(v),
-            _ => None,
-        }
-    }
-
-    /// `"missing"` or `"unusable (why)"`, for logs; `"ok"` when usable.
-    pub fn describe(&self) -> String {
-        match self {
-            Input::Ok(_) => "ok".into(),
-            Input::Missing => "missing".into(),
-            Input::Unusable(why) => format!("unusable ({why})"),
-        }
-    }
-}
-
-/// What `config.json` gives the cleanup.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct SpecInfo {
-    /// `linux.cgroupsPath`, if set.
-    pub cgroups_path: Option<String>,
-    /// An app container of a CRI pod (annotation
-    /// `io.kubernetes.cri.container-type` set and not `sandbox`). With runsc its
-    /// host pid is the pod's sandbox, shared by every container of the pod.
-    pub pod_app: bool,
-}
-
-/// Every bundle file the cleanup reads.
-#[derive(Debug, Clone, PartialEq)]
-pub struct BundleInputs {
-    /// `runtime`: the runtime binary the shim used.
-    pub runtime: Input<String>,
-    /// `options.json`: the shim's effective config.
-    pub options: Input<Config>,
-    /// `init.pid`: the container's init.
-    pub init_pid: Input<i32>,
-    /// `config.json`: the OCI spec (for the cgroups path).
-    pub spec: Input<SpecInfo>,
-    /// `address`: the shim's socket.
-    pub address: Input<String>,
-}
-
-fn text(r: FileRead, what: &str) -> Input<String> {
-    match r {
-        FileRead::Missing => Input::Missing,
-        FileRead::Unusable(why) => Input::Unusable(why),
-        FileRead::Bytes(b) => match String::from_utf8(b) {
-            Ok(s) if s.trim().is_empty() => Input::Unusable("empty".into()),
-            Ok(s) => Input::Ok(s.trim().to_string()),
-            Err(_) => Input::Unusable(format!("{what} is not utf-8")),
-        },
-    }
-}
-
-/// Read every input of the cleanup from `bundle`. Never fails: each file
-/// is `Ok`, `Missing` or `Unusable`.
-pub fn read_inputs(bundle: &Path) -> BundleInputs {
-    let runtime = match text(read_file(bundle, "runtime"), "runtime") {
-        Input::Ok(s) if s.contains(['\n', '\0']) || s.len() > 4096 => {
-            Input::Unusable("not a single binary name or path".into())
-        }
-        other => other,
-    };
-    let options = match read_file(bundle, "options.json") {
-        FileRead::Missing => Input::Missing,
-        FileRead::Unusable(why) => Input::Unusable(why),
-        FileRead::Bytes(b) => match Config::from_options_json(&b, &bundle.join("options.json")) {
-            Ok(c) => Input::Ok(c),
-            Err(e) => Input::Unusable(e.to_string()),
-        },
-    };
-    let init_pid = match text(read_file(bundle, "init.pid"), "init.pid") {
-        // Beyond the kernel's pid_max is no pid either: unknown, as missing.
-        Input::Ok(s) => match crate::bundle::parse_pid(&s) {
-            Ok(p) => Input::Ok(p),
-            Err(why) => Input::Unusable(why),
-        },
-        Input::Missing => Input::Missing,
-        Input::Unusable(w) => Input::Unusable(w),
-    };
-    let spec = read_spec(bundle);
-    let address = text(read_file(bundle, "address"), "address");
-    BundleInputs {
-        runtime,
-        options,
-        init_pid,
-        spec,
-        address,
-    }
-}
-
-/// `config.json`'s part the cleanup uses, read tolerantly.
-pub fn read_spec(bundle: &Path) -> Input<SpecInfo> {
-    match read_file(bundle, "config.json") {
-        FileRead::Missing => Input::Missing,
-        FileRead::Unusable(why) => Input::Unusable(why),
-        FileRead::Bytes(b) => match serde_json::from_slice::<serde_json::Value>(&b) {
-            Ok(v) if v.is_object() => Input::Ok(SpecInfo {
-                cgroups_path: v
-                    .pointer("/linux/cgroupsPath")
-                    .and_then(|p| p.as_str())
-                    .filter(|p| !p.is_empty())
-                    .map(str::to_string),
-                pod_app: v
-                    .pointer("/annotations/io.kubernetes.cri.container-type")
-                    .and_then(|t| t.as_str())
-                    .is_some_and(|t| t != "sandbox"),
-            }),
-            Ok(_) => Input::Unusable("not a json object".into()),
-            Err(e) => Input::Unusable(format!("invalid json: {e}")),
-        },
-    }
-}
+use crate::runc_state::read_runc_state;
 
 /// The runtime the cleanup drives, and where that choice came from.
 #[derive(Debug, Clone, PartialEq)]
@@ -340,67 +214,10 @@ pub fn choose_runtime(
     }
 }
 
-/// The fields of runc's `state.json` the cleanup uses.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct RuncStateFile {
-    /// `init_process_pid`.
-    pub init_pid: i32,
-    /// `init_process_start` (clock ticks since boot).
-    pub init_start: Option<u64>,
-    /// `cgroup_paths`: controller (`""` for the unified tree) -> directory.
-    pub cgroup_paths: Vec<(String, PathBuf)>,
-    /// The `bundle=` label: the bundle the container was created from.
-    pub bundle: Option<PathBuf>,
-}
-
-/// Parse runc's `state.json`. `None` when it is not JSON or has no
-/// `init_process_pid` that is a pid (an integer that fits an `i32`).
-pub fn parse_runc_state(bytes: &[u8]) -> Option<RuncStateFile> {
-    let v: serde_json::Value = serde_json::from_slice(bytes).ok()?;
-    // Not `as i32`: 4294967297 would become pid 1.
-    let init_pid = i32::try_from(v.get("init_process_pid")?.as_i64()?).ok()?;
-    let init_start = match v.get("init_process_start") {
-        Some(serde_json::Value::Number(n)) => n.as_u64(),
-        Some(serde_json::Value::String(s)) => s.parse().ok(),
-        _ => None,
-    };
-    let cgroup_paths = v
-        .get("cgroup_paths")
-        .and_then(|m| m.as_object())
-        .map(|m| {
-            m.iter()
-                .filter_map(|(k, p)| Some((k.clone(), PathBuf::from(p.as_str()?))))
-                .collect()
-        })
-        .unwrap_or_default();
-    let bundle = v
-        .pointer("/config/labels")
-        .and_then(|l| l.as_array())
-        .and_then(|l| {
-            l.iter()
-                .filter_map(|x| x.as_str())
-                .find_map(|x| x.strip_prefix("bundle="))
-                .map(PathBuf::from)
-        });
-    Some(RuncStateFile {
-        init_pid,
-        init_start,
-        cgroup_paths,
-        bundle,
-    })
-}
-
-/// Read `<state_dir>/state.json` (runc).
-pub fn read_runc_state(state_dir: &Path) -> Option<RuncStateFile> {
-    match read_file(state_dir, "state.json") {
-        FileRead::Bytes(b) => parse_runc_state(&b),
-        _ => None,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use robust_bundle::read_inputs;
     use std::fs;
 
     const FILES: [&str; 5] = [
@@ -498,66 +315,6 @@ mod tests {
     }
 
     #[test]
-    fn truncated_and_corrupt_files() {
-        let d = tempfile::tempdir().unwrap();
-        write_all(d.path(), "runc");
-        fs::write(d.path().join("runtime"), "").unwrap();
-        fs::write(d.path().join("options.json"), r#"{"runtime":{"bin"#).unwrap();
-        fs::write(d.path().join("init.pid"), "42\0\0").unwrap();
-        fs::write(d.path().join("config.json"), "{\"linux\":").unwrap();
-        fs::write(d.path().join("address"), [0xff, 0xfe]).unwrap();
-        let inp = read_inputs(d.path());
-        assert!(matches!(inp.runtime, Input::Unusable(ref w) if w == "empty"));
-        assert!(matches!(inp.options, Input::Unusable(ref w) if w.contains("invalid json")));
-        assert!(matches!(inp.init_pid, Input::Unusable(_)));
-        assert!(matches!(inp.spec, Input::Unusable(ref w) if w.contains("invalid json")));
-        assert!(matches!(inp.address, Input::Unusable(_)));
-        fs::write(d.path().join("init.pid"), "-1").unwrap();
-        fs::write(d.path().join("runtime"), "runc\nrunsc").unwrap();
-        fs::write(d.path().join("config.json"), "[]").unwrap();
-        let inp = read_inputs(d.path());
-        assert!(matches!(inp.init_pid, Input::Unusable(_)));
-        assert!(matches!(inp.runtime, Input::Unusable(_)));
-        // A pid at or beyond the kernel's pid_max is unknown, as promised
-        // in docs/cleanup.md (the pid then comes from the runtime, or is 0).
-        let max = crate::bundle::pid_max();
-        fs::write(d.path().join("init.pid"), max.to_string()).unwrap();
-        let inp = read_inputs(d.path());
-        assert!(
-            matches!(inp.init_pid, Input::Unusable(ref w) if w.contains("pid_max")),
-            "{:?}",
-            inp.init_pid
-        );
-        assert!(matches!(inp.spec, Input::Unusable(_)));
-        // A config.json without cgroupsPath is fine.
-        fs::write(d.path().join("config.json"), "{}").unwrap();
-        assert_eq!(
-            read_inputs(d.path()).spec,
-            Input::Ok(SpecInfo {
-                cgroups_path: None,
-                pod_app: false
-            })
-        );
-    }
-
-    #[test]
-    fn the_spec_says_whether_it_is_an_app_container_of_a_pod() {
-        let d = tempfile::tempdir().unwrap();
-        let kind = |t: &str| {
-            let json = format!(
-                r#"{{"annotations":{{"io.kubernetes.cri.container-type":"{t}","io.kubernetes.cri.sandbox-id":"p1"}}}}"#
-            );
-            fs::write(d.path().join("config.json"), json).unwrap();
-            read_spec(d.path())
-        };
-        assert!(matches!(kind("container"), Input::Ok(s) if s.pod_app));
-        assert!(matches!(kind("sandbox"), Input::Ok(s) if !s.pod_app));
-        // ctr's containers carry no annotation: not an app container
-        fs::write(d.path().join("config.json"), r#"{"annotations":{}}"#).unwrap();
-        assert!(matches!(read_spec(d.path()), Input::Ok(s) if !s.pod_app));
-    }
-
-    #[test]
     fn a_runtime_that_is_not_found_falls_back_to_options_json() {
         let d = tempfile::tempdir().unwrap();
         write_all(d.path(), "/nonexistent/runc");
@@ -627,40 +384,5 @@ mod tests {
         .unwrap();
         let (c, _) = choose(&inp, &parents);
         assert_eq!(c.kind(), RuntimeKind::Runc);
-    }
-
-    #[test]
-    fn runc_state_file() {
-        let s = br#"{"id":"c1","init_process_pid":7688,"init_process_start":135209,
-            "cgroup_paths":{"":"/sys/fs/cgroup/unified/default/c1","pids":"/sys/fs/cgroup/pids/default/c1"},
-            "config":{"labels":["bundle=/run/b/default/c1"]}}"#;
-        let st = parse_runc_state(s).unwrap();
-        assert_eq!(st.init_pid, 7688);
-        assert_eq!(st.init_start, Some(135209));
-        assert_eq!(st.bundle.as_deref(), Some(Path::new("/run/b/default/c1")));
-        assert_eq!(st.cgroup_paths.len(), 2);
-        assert!(parse_runc_state(b"{}").is_none());
-        assert!(parse_runc_state(b"nope").is_none());
-        let st = parse_runc_state(br#"{"init_process_pid":1,"init_process_start":"99"}"#).unwrap();
-        assert_eq!(st.init_start, Some(99));
-        assert_eq!(st.bundle, None);
-    }
-
-    /// Caught by the property of fuzz/fuzz_targets/fuzz_runtime_output.rs
-    /// (seed state_file_big_pid.json): a pid that does
-    /// not fit an i32 was truncated (`4294967297 as i32` is 1, init).
-    #[test]
-    fn runc_state_pid_out_of_range_is_not_truncated() {
-        for big in [
-            "4294967297",
-            "2147483648",
-            "-4294967295",
-            "9223372036854775807",
-        ] {
-            let s = format!(r#"{{"init_process_pid":{big},"init_process_start":"99"}}"#);
-            assert_eq!(parse_runc_state(s.as_bytes()), None, "{big}");
-        }
-        let s = br#"{"init_process_pid":2147483647}"#;
-        assert_eq!(parse_runc_state(s).unwrap().init_pid, i32::MAX);
     }
 }

@@ -1,0 +1,223 @@
+//! The copies and the console socket, with pipes, FIFOs and a fake
+//! runtime end.
+
+use super::copy::*;
+use super::*;
+use nix::sys::socket::{sendmsg, ControlMessage, MsgFlags};
+use std::io::{Read, Write};
+use std::os::fd::AsRawFd;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+/// The runtime may connect after it started (an attached runsc exec):
+/// receive waits for it, through signals, up to its timeout.
+#[test]
+fn console_socket_waits_for_a_late_sender() {
+    let sock = ConsoleSocket::new().unwrap();
+    let path = sock.path().to_path_buf();
+    let sender = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(300));
+        let s = std::os::unix::net::UnixStream::connect(&path).unwrap();
+        let f = std::fs::File::open("/dev/null").unwrap();
+        let fds = [f.as_raw_fd()];
+        let iov = [std::io::IoSlice::new(b"/dev/null")];
+        sendmsg::<()>(
+            s.as_raw_fd(),
+            &iov,
+            &[ControlMessage::ScmRights(&fds)],
+            MsgFlags::empty(),
+            None,
+        )
+        .unwrap();
+    });
+    let t = Instant::now();
+    let fd = sock.receive("c1", Duration::from_secs(5)).unwrap();
+    assert!(fd.as_raw_fd() >= 0);
+    assert!(t.elapsed() >= Duration::from_millis(250));
+    sender.join().unwrap();
+}
+
+/// CloseIO right after the client's last write: everything it wrote
+/// reaches the process (a bug once lost the FIFO's unread tail).
+#[test]
+fn close_stdin_delivers_what_is_still_in_the_fifo() {
+    let dir = std::env::temp_dir().join(format!("robust-stdin-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let fifo = dir.join("stdin");
+    nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+    let (r, w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).unwrap();
+    let stop = Arc::new(eventfd().unwrap());
+    let copier = spawn_copy_in(fifo.to_str().unwrap(), File::from(w), stop.clone(), "c1").unwrap();
+    // The client writes 100 kB while the process does not read yet: the
+    // copy fills the process's pipe and the rest stays in the FIFO. Then
+    // the client closes stdin, and only then the process reads.
+    let mut wr = OpenOptions::new().write(true).open(&fifo).unwrap();
+    wr.write_all(&vec![b'x'; 100_000]).unwrap();
+    stop.write(1).unwrap();
+    drop(wr);
+    let reader = std::thread::spawn(move || {
+        let mut got = Vec::new();
+        File::from(r).read_to_end(&mut got).unwrap();
+        got.len()
+    });
+    copier.join().unwrap();
+    assert_eq!(reader.join().unwrap(), 100_000);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+fn pipe() -> (File, File) {
+    let (r, w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).unwrap();
+    (File::from(r), File::from(w))
+}
+
+fn drain(bound: Duration) -> Arc<Drain> {
+    Arc::new(Drain::new("c1", "e1", bound).unwrap())
+}
+
+/// Reads `r` to EOF on a thread; returns what it got.
+fn collect(mut r: File) -> std::thread::JoinHandle<Vec<u8>> {
+    std::thread::spawn(move || {
+        let mut got = Vec::new();
+        r.read_to_end(&mut got).unwrap();
+        got
+    })
+}
+
+/// A process that writes and exits loses nothing, and its copy ends at
+/// EOF, long before the drain bound.
+#[test]
+fn output_written_before_the_exit_is_all_delivered() {
+    let (src_r, mut src_w) = pipe();
+    let (dst_r, dst_w) = pipe();
+    let d = drain(Duration::from_secs(30));
+    let copier = std::thread::spawn({
+        let d = d.clone();
+        move || copy_out(src_r, dst_w, &d)
+    });
+    let reader = collect(dst_r);
+    let data: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
+    src_w.write_all(&data).unwrap();
+    drop(src_w); // the process exits: EOF
+    d.exited.write(1).unwrap();
+    let t = Instant::now();
+    assert_eq!(copier.join().unwrap(), CopyEnd::Done);
+    assert!(t.elapsed() < Duration::from_secs(5), "{:?}", t.elapsed());
+    assert_eq!(reader.join().unwrap(), data);
+    assert!(!d.warned.load(Ordering::Relaxed));
+}
+
+/// A background child keeps the pipe open after the exit: the copy
+/// delivers what was written, then stops at the drain bound, not at
+/// EOF, and closes its destination.
+#[test]
+fn an_open_pipe_after_the_exit_is_drained_for_the_bound_only() {
+    let bound = Duration::from_millis(400);
+    let (src_r, mut src_w) = pipe();
+    let (dst_r, dst_w) = pipe();
+    let d = drain(bound);
+    let copier = std::thread::spawn({
+        let d = d.clone();
+        move || {
+            let end = copy_out(src_r, dst_w, &d);
+            (end, Instant::now())
+        }
+    });
+    let reader = collect(dst_r);
+    src_w.write_all(b"before the exit\n").unwrap();
+    let exited = Instant::now();
+    d.exited.write(1).unwrap();
+    let (end, at) = copier.join().unwrap();
+    assert_eq!(end, CopyEnd::Bound);
+    let took = at.duration_since(exited);
+    assert!(took >= bound, "stopped {took:?} after the exit");
+    assert!(took < bound + Duration::from_secs(2), "{took:?}");
+    // The destination is closed: the reader saw EOF and all the data.
+    assert_eq!(reader.join().unwrap(), b"before the exit\n");
+    drop(src_w);
+}
+
+/// Without an exit there is no bound: a source held open keeps the copy
+/// going; the bound only counts from the exit.
+#[test]
+fn the_bound_counts_from_the_exit() {
+    let bound = Duration::from_millis(300);
+    let (src_r, mut src_w) = pipe();
+    let (dst_r, dst_w) = pipe();
+    let d = drain(bound);
+    let copier = std::thread::spawn({
+        let d = d.clone();
+        move || (copy_out(src_r, dst_w, &d), Instant::now())
+    });
+    let reader = collect(dst_r);
+    // Longer than the bound, with no exit: the copy still runs and
+    // still copies.
+    std::thread::sleep(bound * 3);
+    assert!(!copier.is_finished());
+    src_w.write_all(b"late").unwrap();
+    let exited = Instant::now();
+    d.exited.write(1).unwrap();
+    let (end, at) = copier.join().unwrap();
+    assert_eq!(end, CopyEnd::Bound);
+    assert!(at.duration_since(exited) >= bound);
+    assert_eq!(reader.join().unwrap(), b"late");
+}
+
+/// A destination nobody reads (a client that went away) holds the copy
+/// only until the drain bound after the exit.
+#[test]
+fn a_destination_nobody_reads_is_given_up_at_the_bound() {
+    let bound = Duration::from_millis(300);
+    let (src_r, mut src_w) = pipe();
+    let (_dst_r, dst_w) = pipe();
+    let d = drain(bound);
+    let copier = std::thread::spawn({
+        let d = d.clone();
+        move || copy_out(src_r, dst_w, &d)
+    });
+    // More than both pipe buffers: the copy blocks on its destination.
+    let writer = std::thread::spawn(move || {
+        let _ = src_w.write_all(&vec![b'x'; 256 * 1024]);
+    });
+    d.exited.write(1).unwrap();
+    let t = Instant::now();
+    assert_eq!(copier.join().unwrap(), CopyEnd::Bound);
+    assert!(t.elapsed() < bound + Duration::from_secs(2));
+    // The copy closed its source: the writer is not left blocked.
+    writer.join().unwrap();
+}
+
+/// stdout and stderr of one process hitting the bound log one line.
+#[test]
+fn the_bound_is_reported_once_per_process() {
+    let d = drain(Duration::from_millis(100));
+    let (a_r, _a_w) = pipe();
+    let (b_r, _b_w) = pipe();
+    let (_x, out_a) = pipe();
+    let (_y, out_b) = pipe();
+    let h1 = spawn_copy_out(a_r, out_a, d.clone()).unwrap();
+    let h2 = spawn_copy_out(b_r, out_b, d.clone()).unwrap();
+    d.exited.write(1).unwrap();
+    h1.join().unwrap();
+    h2.join().unwrap();
+    assert!(d.warned.load(Ordering::Relaxed));
+}
+
+/// A process without a terminal is resized as a no-op.
+#[test]
+fn resize_without_a_terminal_is_a_no_op() {
+    let paths = StdioPaths::default();
+    let p = prepare(&paths, "c1", "", Duration::from_secs(1)).unwrap();
+    let io = p.finish(&paths, "c1", Duration::from_secs(1)).unwrap();
+    assert!(!io.resize(80, 24).unwrap());
+    io.finish_after_exit();
+    assert!(!io.resize(80, 24).unwrap());
+}
+
+#[test]
+fn console_socket_gives_up_after_its_timeout() {
+    let sock = ConsoleSocket::new().unwrap();
+    let t = Instant::now();
+    let err = sock.receive("c1", Duration::from_millis(200)).unwrap_err();
+    assert!(err.to_string().contains("sent no terminal"), "{err}");
+    assert!(t.elapsed() >= Duration::from_millis(150));
+}
