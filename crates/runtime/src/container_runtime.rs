@@ -7,7 +7,8 @@
 //! implementation (`crate::runc::Runc`, `crate::runsc::Runsc`), on top of
 //! the shared CLI driver (`crate::cli::Cli`).
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use robust_reaper::ExitStatus;
 
@@ -155,4 +156,55 @@ pub trait ContainerRuntime: Send + Sync {
     /// After the runtime's delete (`deleted`: it succeeded or the container
     /// was already gone): remove what the family leaves behind it.
     fn after_delete(&self, _id: &str, _bundle: &Path, _deleted: bool) {}
+
+    /// What the family leaves of a container whose shim died, for the
+    /// dead-shim cleanup.
+    fn leftovers(&self) -> &dyn Leftovers;
+}
+
+/// The runtime's own record of a container, which the dead-shim cleanup
+/// may confirm an init pid with.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct StateRecord {
+    /// The bundle the runtime recorded.
+    pub bundle: Option<PathBuf>,
+    pub init_pid: i32,
+    /// The init's start time (clock ticks since boot), when recorded.
+    pub init_start: Option<u64>,
+}
+
+/// What a family leaves of a container when its shim died, and how the
+/// dead-shim cleanup (`<shim> delete`, `sweep`) ends it, without running
+/// anything but the runtime's own delete.
+pub trait Leftovers {
+    /// The runtime still holds state of the container under its root.
+    fn has_state(&self, id: &str) -> bool;
+
+    /// Where that state is, for messages (`runtime state <where>`).
+    fn describe_state(&self, id: &str) -> String;
+
+    /// The runtime's own record of the container, when it keeps one the
+    /// cleanup can read (and may trust to confirm an init pid).
+    fn state_record(&self, _id: &str) -> Option<StateRecord> {
+        None
+    }
+
+    /// End the host processes the runtime keeps for the container besides
+    /// its init (and the sandbox it owns), each checked to be what it
+    /// claims, before the runtime's delete; wait up to `wait` for them.
+    /// Returns the pids still alive.
+    fn end_host_processes(&self, _id: &str, _bundle: &Path, _wait: Duration) -> Vec<i32> {
+        Vec::new()
+    }
+
+    /// The least time a forced delete of a live container needs.
+    fn delete_floor(&self) -> Duration {
+        Duration::ZERO
+    }
+
+    /// The runtime could not delete the container (`cause`, its error):
+    /// remove its state by hand when nothing it describes runs any more.
+    /// `nothing_alive`: the cleanup found the container's processes gone.
+    /// `Ok(true)`: the state is gone now; `Err`: why it stays.
+    fn forget_dead(&self, id: &str, nothing_alive: bool, cause: &str) -> Result<bool, String>;
 }

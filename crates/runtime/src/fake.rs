@@ -17,7 +17,7 @@ use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use robust_reaper::ExitStatus;
 
-use crate::container_runtime::ContainerRuntime;
+use crate::container_runtime::{ContainerRuntime, Leftovers};
 use crate::{ContainerState, CreateOpts, ExecOpts, RuntimeError};
 
 /// What a scripted call does instead of its ordinary work.
@@ -380,6 +380,10 @@ impl ContainerRuntime for FakeRuntime {
         Ok(())
     }
 
+    fn leftovers(&self) -> &dyn Leftovers {
+        self
+    }
+
     /// Recorded as a call `after_delete` (`flag`: the delete succeeded).
     fn after_delete(&self, id: &str, _bundle: &Path, deleted: bool) {
         self.lock().calls.push(Call {
@@ -388,5 +392,23 @@ impl ContainerRuntime for FakeRuntime {
             flag: deleted,
             signal: 0,
         });
+    }
+}
+
+/// The fake's state is the containers it holds.
+impl Leftovers for FakeRuntime {
+    fn has_state(&self, id: &str) -> bool {
+        self.lock().containers.contains_key(id)
+    }
+
+    fn describe_state(&self, id: &str) -> String {
+        format!("(fake) {id}")
+    }
+
+    fn forget_dead(&self, id: &str, nothing_alive: bool, _cause: &str) -> Result<bool, String> {
+        if nothing_alive {
+            self.lock().containers.remove(id);
+        }
+        Ok(!self.has_state(id))
     }
 }

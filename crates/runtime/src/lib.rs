@@ -30,15 +30,19 @@ pub mod procfs;
 mod resolve;
 pub mod runc;
 pub mod runsc;
+pub mod states;
 
 pub use cli::{
     last_log_error, parse_ps, parse_state, Cli, CliConfig, ContainerState, CreateOpts, Deadlines,
     ExecOpts, Stdio,
 };
-pub use container_runtime::{ContainerRuntime, ExitSource, Placement, SpecEdit, Subject};
+pub use container_runtime::{
+    ContainerRuntime, ExitSource, Leftovers, Placement, SpecEdit, StateRecord, Subject,
+};
 pub use error::{ErrorKind, RuntimeError};
 pub use resolve::RuntimeSpec;
 pub use runsc::parse_wait;
 pub use runsc::stats::{
     parse_stats, CpuStats, CpuUsage, MemoryEntry, MemoryStats, PidsStats, RuntimeStats,
 };
+pub use states::{held_in, probe, Held, Holds};

@@ -22,16 +22,20 @@
 //!   its init's death would end every container of the pod).
 
 pub mod host;
+pub mod state;
 pub mod stats;
 
 use std::path::Path;
+use std::time::Duration;
 
 use robust_logfmt::quote;
 use robust_reaper::ExitStatus;
 use serde::Deserialize;
 
 use crate::cli::{bad_output, cli_verbs, snippet, Cli, FOREVER};
-use crate::container_runtime::{ContainerRuntime, ExitSource, Placement, SpecEdit, Subject};
+use crate::container_runtime::{
+    ContainerRuntime, ExitSource, Leftovers, Placement, SpecEdit, Subject,
+};
 use crate::{RuntimeError, RuntimeStats};
 
 /// runsc, driven through the shared CLI.
@@ -167,6 +171,42 @@ impl ContainerRuntime for Runsc {
             host::kill_leftover_gofers(self.root(), id, bundle);
         }
         host::remove_orphan_locks(self.root(), id);
+    }
+
+    fn leftovers(&self) -> &dyn Leftovers {
+        self
+    }
+}
+
+/// runsc's forced delete of a live ptrace sandbox alone takes ~1.3 s, more
+/// for a pod: the least a dead-shim delete gives it.
+const DELETE_FLOOR: Duration = Duration::from_millis(2500);
+
+impl Leftovers for Runsc {
+    fn has_state(&self, id: &str) -> bool {
+        state::has_state(self.root(), id)
+    }
+
+    fn describe_state(&self, _id: &str) -> String {
+        format!("(runsc) under {}", self.root().display())
+    }
+
+    /// `runsc delete --force` of a live sandbox is slow, and quick once its
+    /// processes are gone: the sandbox (when this container owns it) and
+    /// the gofer are ended first.
+    fn end_host_processes(&self, id: &str, bundle: &Path, wait: Duration) -> Vec<i32> {
+        state::kill_host_processes(self.root(), id, bundle, wait)
+    }
+
+    fn delete_floor(&self) -> Duration {
+        DELETE_FLOOR
+    }
+
+    /// runsc cut off at its deadline leaves its state files: once no
+    /// process they name is alive, they are only files.
+    fn forget_dead(&self, id: &str, _nothing_alive: bool, _cause: &str) -> Result<bool, String> {
+        state::remove_dead_state(self.root(), id)?;
+        Ok(!state::has_state(self.root(), id))
     }
 }
 

@@ -1,7 +1,7 @@
-//! What gVisor leaves when its shim died: the host processes of a runsc
-//! container (the pod's `runsc-sandbox`, each container's `runsc-gofer`)
-//! and its state files under the runsc root
-//! (`<root>/<id>_sandbox:<sandbox-id>.state` and `.lock`).
+//! runsc's state of a container under its root
+//! (`<root>/<id>_sandbox:<sandbox-id>.state` and `.lock`), and what a dead
+//! shim's container leaves: its host processes (the pod's `runsc-sandbox`,
+//! each container's `runsc-gofer`) and those state files.
 //!
 //! `runsc delete --force` of a live ptrace sandbox takes a second or more,
 //! longer with a pod's containers deleted at once; cut off at the cleanup's
@@ -18,11 +18,11 @@ use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use serde::Deserialize;
 
-use robust_runtime::procfs::{cmdline, pid_alive};
-use robust_runtime::runsc::host::{gofers_of, is_gofer_process, is_sandbox_process};
-
-use crate::logfmt::quote;
 use robust_bundle::{read_file, FileRead};
+use robust_logfmt::quote;
+
+use super::host::{gofers_of, is_gofer_process, is_sandbox_process};
+use crate::procfs::{cmdline, pid_alive};
 
 /// The parts of a runsc state file the cleanup needs.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -234,6 +234,23 @@ pub fn remove_dead_state(root: &Path, id: &str) -> Result<Vec<PathBuf>, String> 
         );
     }
     Ok(removed)
+}
+
+/// Every container state in `dir` (`*_sandbox:*.state`, at most `limit`
+/// entries looked at), with its file name; unusable ones are skipped.
+pub fn states_in(dir: &Path, limit: usize) -> Vec<RunscState> {
+    let Ok(rd) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    rd.flatten()
+        .take(limit)
+        .filter_map(|e| e.file_name().into_string().ok())
+        .filter(|name| name.ends_with(".state") && name.contains("_sandbox:"))
+        .filter_map(|name| match read_file(dir, &name) {
+            FileRead::Bytes(b) => parse_state(&name, &b).ok(),
+            _ => None,
+        })
+        .collect()
 }
 
 /// Whether runsc still has state for the container under `root`.
