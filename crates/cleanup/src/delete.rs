@@ -783,8 +783,8 @@ fn runtime_delete(
     reaper: &Reaper,
 ) -> Option<String> {
     let left = rt.leftovers();
-    // A family whose forced delete of a live container is slow (runsc's of
-    // a ptrace sandbox alone takes ~1.3 s) gets more of the budget.
+    // A family whose forced delete of a live container is slow (a ptrace
+    // sandbox's alone takes ~1.3 s) gets more of the budget.
     let cap = lim.runtime_call.max(left.delete_floor());
     // What the family keeps on the host besides the init is ended first:
     // its delete is quick once those are gone.

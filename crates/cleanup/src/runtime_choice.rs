@@ -24,7 +24,7 @@ pub struct RuntimeChoice {
 }
 
 impl RuntimeChoice {
-    /// The family (runc or runsc).
+    /// The runtime family.
     pub fn kind(&self) -> RuntimeKind {
         self.config.runtime_kind()
     }
@@ -78,8 +78,8 @@ pub fn binary_exists(bin: &str) -> bool {
 ///   runc.
 /// - The root: `options.json`'s (or the default when it records none);
 ///   when `options.json` is unusable, the first of `probe_parents` that
-///   holds state of this container (runc `<ns>/<id>/`, runsc
-///   `<ns>/<id>_sandbox:*.state`); else the default root.
+///   holds state of this container in its family's layout
+///   (`robust_runtime::probe`); else the default root.
 ///
 /// `note(what, assumed)` is called once for each unusable file, saying
 /// what was assumed instead.

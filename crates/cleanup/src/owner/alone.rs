@@ -1,7 +1,8 @@
 //! Rule 3, *alone*: no other container uses the cgroup or one below it.
 //! Other containers are looked for in every other bundle (its record, its
 //! live init, its `cgroupsPath`) and every runtime state under the runtime
-//! roots (runc's `cgroup_paths`, a live runsc sandbox's cgroup). Anything
+//! roots (each family's: the cgroups a state names, the cgroup of a live
+//! sandbox a state names; `robust_runtime::held_in`). Anything
 //! read here only ever stops a kill.
 
 use std::path::{Path, PathBuf};

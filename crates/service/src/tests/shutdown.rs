@@ -22,8 +22,8 @@ fn verbs(h: &Harness, id: &str) -> Vec<String> {
 
 /// SIGTERM to the daemon (`stop_all`) deletes each container by the shared
 /// policy: its runtime's leftovers are removed (`after_delete`). Its own
-/// copy of the policy missed that, so a runsc daemon's shutdown left gofers
-/// and lock files.
+/// copy of the policy missed that, so a sandbox runtime's daemon shutdown
+/// left its gofers and lock files (runsc).
 #[test]
 fn shutdown_deletes_by_the_shared_policy() {
     let h = Harness::new();
