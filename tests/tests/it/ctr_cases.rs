@@ -150,7 +150,7 @@ shim_test!(tty_run_and_exec, limit = 60, |shim| {
     .code_is(3);
     assert!(
         out.stdout.contains("/dev/pts/"),
-        "`tty` in a -t container printed: {:?}",
+        "`tty` in a -t container {id} printed: {:?}",
         out.stdout
     );
 
@@ -175,7 +175,7 @@ shim_test!(tty_run_and_exec, limit = 60, |shim| {
     .code_is(4);
     assert!(
         out.stdout.contains("/dev/pts/"),
-        "`tty` in an exec -t printed: {:?}",
+        "`tty` in an exec -t of {id2} printed: {:?}",
         out.stdout
     );
     // without -t there is no terminal

@@ -5,7 +5,7 @@
 use std::fs::{File, OpenOptions};
 use std::io::{ErrorKind, Read, Write};
 use std::os::fd::{AsFd, AsRawFd};
-use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -132,41 +132,97 @@ pub(super) fn copy_out(mut src: File, mut dst: File, drain: &Drain) -> CopyEnd {
             q_error = quote(e)
         );
     }
+    let mut copied = 0u64;
+    let (end, why) = copy_loop(&mut src, &mut dst, drain, &mut copied);
+    log::debug!(
+        "msg=\"output copy ended\" id={} exec_id={} bytes={copied} end={why}",
+        drain.cid,
+        drain.eid,
+    );
+    if end == CopyEnd::Done {
+        wait_for_reader(&dst, drain);
+    }
+    end
+}
+
+/// Before the shim closes a FIFO it wrote to, the bytes still in it must
+/// have a reader: the shim holds the FIFO open read-write (so it never waits
+/// for a reader to open), and a FIFO whose last descriptor closes drops what
+/// it holds. A client opens its read end when it gets to it (containerd's
+/// fifo library opens it from a goroutine), which under load can come after a
+/// short process's exit: `ctr run -t ... tty` then printed nothing. So wait,
+/// for `io_drain` at most, until the FIFO is empty.
+fn wait_for_reader(dst: &File, drain: &Drain) {
+    let is_fifo = dst.metadata().is_ok_and(|m| m.file_type().is_fifo());
+    if !is_fifo {
+        return;
+    }
+    let deadline = Instant::now() + drain.bound;
+    let mut pause = Duration::from_millis(1);
+    loop {
+        let unread = unread_bytes(dst);
+        if unread == 0 {
+            return;
+        }
+        if Instant::now() >= deadline {
+            log::warn!(
+                "msg=\"output not read by anyone within io_drain; dropped\" id={} exec_id={} bytes={unread} io_drain={:?}",
+                drain.cid,
+                drain.eid,
+                drain.bound
+            );
+            return;
+        }
+        std::thread::sleep(pause.min(deadline.saturating_duration_since(Instant::now())));
+        pause = (pause * 2).min(Duration::from_millis(50));
+    }
+}
+
+/// Bytes written to a FIFO that no reader has taken yet (0 when unknown).
+#[allow(unsafe_code)]
+fn unread_bytes(f: &File) -> usize {
+    let mut n: libc::c_int = 0;
+    // SAFETY: FIONREAD writes one c_int through the pointer, which is valid
+    // for the call.
+    let r = unsafe { libc::ioctl(f.as_raw_fd(), libc::FIONREAD, &mut n as *mut libc::c_int) };
+    if r < 0 {
+        0
+    } else {
+        n.max(0) as usize
+    }
+}
+
+fn copy_loop(src: &mut File, dst: &mut File, drain: &Drain, copied: &mut u64) -> (CopyEnd, String) {
     let mut deadline: Option<Instant> = None;
     let mut buf = vec![0u8; 32 * 1024];
     loop {
         if !wait_for(src.as_fd(), PollFlags::POLLIN, drain, &mut deadline) {
-            return CopyEnd::Bound;
+            return (CopyEnd::Bound, "drain-bound".into());
         }
         let n = match src.read(&mut buf) {
-            Ok(0) => return CopyEnd::Done,
+            Ok(0) => return (CopyEnd::Done, "eof".into()),
             Ok(n) => n,
             Err(e) if matches!(e.kind(), ErrorKind::Interrupted | ErrorKind::WouldBlock) => {
                 continue
             }
             // EIO: the pty's last slave closed.
-            Err(_) => return CopyEnd::Done,
+            Err(e) => return (CopyEnd::Done, quote(format!("read: {e}"))),
         };
         let mut out = &buf[..n];
         while !out.is_empty() {
             match dst.write(out) {
-                Ok(0) => return CopyEnd::Done,
-                Ok(w) => out = &out[w..],
+                Ok(0) => return (CopyEnd::Done, "write-zero".into()),
+                Ok(w) => {
+                    out = &out[w..];
+                    *copied += w as u64;
+                }
                 Err(e) if e.kind() == ErrorKind::Interrupted => {}
                 Err(e) if e.kind() == ErrorKind::WouldBlock => {
                     if !wait_for(dst.as_fd(), PollFlags::POLLOUT, drain, &mut deadline) {
-                        return CopyEnd::Bound;
+                        return (CopyEnd::Bound, "drain-bound".into());
                     }
                 }
-                Err(e) => {
-                    log::debug!(
-                        "msg=\"output copy ended\" id={} exec_id={} error={q_error}",
-                        drain.cid,
-                        drain.eid,
-                        q_error = quote(&e)
-                    );
-                    return CopyEnd::Done;
-                }
+                Err(e) => return (CopyEnd::Done, quote(format!("write: {e}"))),
             }
         }
     }

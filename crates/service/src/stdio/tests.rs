@@ -222,3 +222,42 @@ fn console_socket_gives_up_after_its_timeout() {
     assert!(err.to_string().contains("sent no terminal"), "{err}");
     assert!(t.elapsed() >= Duration::from_millis(150));
 }
+
+/// A client that opens the FIFO's read end late (containerd's fifo library
+/// opens it from a goroutine) still gets what a short process wrote: the
+/// copy ends at EOF before any reader, and the shim keeps the FIFO open
+/// until the bytes in it are read.
+#[test]
+fn a_late_reader_of_the_fifo_still_gets_the_output() {
+    let dir = std::env::temp_dir().join(format!("robust-late-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let fifo = dir.join("stdout");
+    nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+    let (src_r, mut src_w) = pipe();
+    let dst = super::open_output(fifo.to_str().unwrap()).unwrap();
+    let d = drain(Duration::from_secs(5));
+    src_w.write_all(b"/dev/pts/0\r\n").unwrap();
+    drop(src_w); // the process exited
+    let copier = std::thread::spawn({
+        let d = d.clone();
+        move || copy_out(src_r, dst, &d)
+    });
+    std::thread::sleep(Duration::from_millis(200)); // the client is slow to open
+                                                    // Opened non-blocking so a FIFO nobody holds reads as EOF (a failure,
+                                                    // not a hang), then read blocking to EOF.
+    let mut r = OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(&fifo)
+        .unwrap();
+    nix::fcntl::fcntl(
+        r.as_raw_fd(),
+        nix::fcntl::FcntlArg::F_SETFL(nix::fcntl::OFlag::empty()),
+    )
+    .unwrap();
+    let mut got = Vec::new();
+    r.read_to_end(&mut got).unwrap();
+    assert_eq!(copier.join().unwrap(), CopyEnd::Done);
+    assert_eq!(got, b"/dev/pts/0\r\n");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
