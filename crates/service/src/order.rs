@@ -136,10 +136,11 @@ impl Phase {
         }
     }
 
-    /// A start begins: only a created process starts, once at a time.
+    /// A start begins: only a created process starts, once at a time (a
+    /// SIGKILL watchdog may run meanwhile: its mark goes, it does not).
     pub fn begin_start(&mut self) -> Result<(), Refused> {
         match self {
-            Phase::Created => {
+            Phase::Created | Phase::Killing { was: Live::Created } => {
                 *self = Phase::Starting { early: None };
                 Ok(())
             }
@@ -494,5 +495,9 @@ mod tests {
         assert_eq!(p.status(), Status::Stopped, "the exit stays");
         let mut s = Phase::Starting { early: None };
         assert!(!s.begin_kill_watch());
+        let mut k = Phase::Created;
+        assert!(k.begin_kill_watch());
+        k.begin_start().unwrap();
+        assert!(k.is_starting());
     }
 }
