@@ -79,6 +79,10 @@ pub struct CreateOpts<'a> {
 pub struct ExecOpts<'a> {
     pub process_json: &'a Path,
     pub pid_file: &'a Path,
+    /// Where a sandbox runtime writes the exec's pid inside its sandbox
+    /// (`--internal-pid-file`, runsc), before the pid file; `None` for a
+    /// runtime whose exec is its own host process.
+    pub internal_pid_file: Option<&'a Path>,
     pub console_socket: Option<&'a Path>,
     pub stdio: Stdio,
 }
@@ -140,6 +144,10 @@ impl Cli {
         args.push(opts.process_json.into());
         args.push("--pid-file".into());
         args.push(opts.pid_file.into());
+        if let Some(p) = opts.internal_pid_file {
+            args.push("--internal-pid-file".into());
+            args.push(p.into());
+        }
         if let Some(s) = opts.console_socket {
             args.push("--console-socket".into());
             args.push(s.into());
@@ -149,8 +157,16 @@ impl Cli {
             .map(|_| ())
     }
 
-    pub fn start(&self, id: &str) -> Result<(), RuntimeError> {
-        self.simple("start", id, &[])
+    /// `start <id>`; with `stdio`, as the call's own stdin, stdout and
+    /// stderr (a sandbox runtime hands them to the container it starts:
+    /// runsc for an app container of a pod), its words then from `--log`
+    /// only.
+    pub fn start(&self, id: &str, stdio: Option<Stdio>) -> Result<(), RuntimeError> {
+        if stdio.is_none() {
+            return self.simple("start", id, &[]);
+        }
+        let args: Vec<OsString> = vec!["start".into(), id.into()];
+        self.run("start", id, args, stdio, None).map(|_| ())
     }
 
     pub fn pause(&self, id: &str) -> Result<(), RuntimeError> {
@@ -380,8 +396,12 @@ macro_rules! cli_verbs {
         ) -> Result<(), $crate::RuntimeError> {
             self.$cli.create(id, opts)
         }
-        fn start(&self, id: &str) -> Result<(), $crate::RuntimeError> {
-            self.$cli.start(id)
+        fn start(
+            &self,
+            id: &str,
+            stdio: Option<$crate::Stdio>,
+        ) -> Result<(), $crate::RuntimeError> {
+            self.$cli.start(id, stdio)
         }
         fn exec(&self, id: &str, opts: $crate::ExecOpts<'_>) -> Result<(), $crate::RuntimeError> {
             self.$cli.exec(id, opts)
@@ -440,6 +460,9 @@ fn read_all(mut f: File) -> Vec<u8> {
 
 /// The messages of the runtime's JSON log at level error (the runtime
 /// writes the cause of a failure there), joined; plain text lines are kept as they are.
+/// runsc writes its JSON entries without a newline between them (`}{`):
+/// a line is read as a sequence of entries, and kept whole only when it is
+/// not one.
 pub fn last_log_error(log: &[u8]) -> String {
     #[derive(Deserialize)]
     struct Line {
@@ -451,9 +474,16 @@ pub fn last_log_error(log: &[u8]) -> String {
     let text = String::from_utf8_lossy(log);
     let mut errors = Vec::new();
     for raw in text.lines().filter(|l| !l.trim().is_empty()) {
-        match serde_json::from_str::<Line>(raw) {
-            Ok(l) if l.level == "error" || l.level == "fatal" => errors.push(l.msg),
-            Ok(_) => {}
+        let entries: Result<Vec<Line>, _> = serde_json::Deserializer::from_str(raw)
+            .into_iter::<Line>()
+            .collect();
+        match entries {
+            Ok(entries) => errors.extend(
+                entries
+                    .into_iter()
+                    .filter(|l| l.level == "error" || l.level == "fatal")
+                    .map(|l| l.msg),
+            ),
             Err(_) => errors.push(raw.trim().to_string()),
         }
     }

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use robust_reaper::ExitStatus;
 
-use crate::{ContainerState, CreateOpts, ExecOpts, RuntimeError, RuntimeStats};
+use crate::{ContainerState, CreateOpts, ExecOpts, RuntimeError, RuntimeStats, Stdio};
 
 /// Where a container's init runs, as its family places it. Decided once,
 /// at create, from what the container's spec says.
@@ -82,7 +82,9 @@ pub trait ContainerRuntime: Send + Sync {
     // ---- the verbs ------------------------------------------------------
 
     fn create(&self, id: &str, opts: CreateOpts<'_>) -> Result<(), RuntimeError>;
-    fn start(&self, id: &str) -> Result<(), RuntimeError>;
+    /// Start the container; `stdio`: its stdio, when the family takes it
+    /// at start ([`ContainerRuntime::stdio_at_start`]).
+    fn start(&self, id: &str, stdio: Option<Stdio>) -> Result<(), RuntimeError>;
     /// Start a process in the container (`exec --detach`); its pid file
     /// names the host process whose exit is the exec's.
     fn exec(&self, id: &str, opts: ExecOpts<'_>) -> Result<(), RuntimeError>;
@@ -137,6 +139,33 @@ pub trait ContainerRuntime: Send + Sync {
     /// the shim signals the rest itself, through a proven cgroup only.
     fn contains_processes(&self) -> bool {
         false
+    }
+
+    /// The container's stdio goes to its start, not its create (runsc hands
+    /// an app container of a pod the stdio of `runsc start`; its create uses
+    /// none).
+    fn stdio_at_start(&self, _placement: Placement) -> bool {
+        false
+    }
+
+    /// The file (in the bundle) where the family writes an exec's pid
+    /// inside its sandbox, when the host process its pid file names is only
+    /// the exec's waiter (runsc's `runsc exec`); `None` when that host
+    /// process is the exec itself.
+    fn exec_pid_inside(&self, _exec_id: &str) -> Option<String> {
+        None
+    }
+
+    /// `signal` to the process `pid_inside` of the container's sandbox (an
+    /// exec's pid as [`ContainerRuntime::exec_pid_inside`] gave it); `None`
+    /// when the family has no such call (the shim signals the host pid).
+    fn signal_inside(
+        &self,
+        _id: &str,
+        _pid_inside: i32,
+        _signal: u32,
+    ) -> Option<Result<(), RuntimeError>> {
+        None
     }
 
     /// Changes to the container's spec before its create. `sandbox_pid`:

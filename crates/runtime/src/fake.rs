@@ -17,7 +17,7 @@ use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use robust_reaper::ExitStatus;
 
-use crate::container_runtime::{ContainerRuntime, Leftovers};
+use crate::container_runtime::{ContainerRuntime, Leftovers, Placement};
 use crate::{ContainerState, CreateOpts, ExecOpts, RuntimeError};
 
 /// What a scripted call does instead of its ordinary work.
@@ -100,6 +100,9 @@ struct State {
 pub struct FakeRuntime {
     root: PathBuf,
     state: Arc<Mutex<State>>,
+    /// Places an app container of a pod in its pod's sandbox, as a sandbox
+    /// runtime does ([`FakeRuntime::with_pod_sandbox`]).
+    pod_sandbox: bool,
 }
 
 impl FakeRuntime {
@@ -108,7 +111,16 @@ impl FakeRuntime {
         FakeRuntime {
             root: root.to_path_buf(),
             state: Arc::default(),
+            pod_sandbox: false,
         }
+    }
+
+    /// A fake that places an app container of a pod in its pod's sandbox
+    /// (`Placement::PodSandbox`), as runsc does; its processes are still
+    /// its own children, reaped.
+    pub fn with_pod_sandbox(mut self) -> FakeRuntime {
+        self.pod_sandbox = true;
+        self
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
@@ -259,6 +271,14 @@ impl ContainerRuntime for FakeRuntime {
         &self.root
     }
 
+    fn placement(&self, pod_app: Option<bool>) -> Placement {
+        if self.pod_sandbox && pod_app != Some(false) {
+            Placement::PodSandbox
+        } else {
+            Placement::Own
+        }
+    }
+
     fn create(&self, id: &str, opts: CreateOpts<'_>) -> Result<(), RuntimeError> {
         self.call("create", id)?;
         if self.lock().containers.contains_key(id) {
@@ -273,7 +293,7 @@ impl ContainerRuntime for FakeRuntime {
         Ok(())
     }
 
-    fn start(&self, id: &str) -> Result<(), RuntimeError> {
+    fn start(&self, id: &str, _stdio: Option<crate::Stdio>) -> Result<(), RuntimeError> {
         self.call("start", id)?;
         match self.lock().containers.get_mut(id) {
             Some(s) => *s = "running",

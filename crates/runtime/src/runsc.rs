@@ -16,6 +16,21 @@
 //!   the delete): both are removed after it ([`host`]).
 //! - `Stats` come from `runsc events --stats`: the sandbox's cgroup cannot
 //!   tell one container's usage from another's.
+//! - An app container of a pod gets its stdio at `runsc start`, not at
+//!   create: runsc passes the stdin, stdout and stderr of the `runsc start`
+//!   call to the sandbox as the container's (runsc/container/container.go,
+//!   `(*Container).Start`, sub-container branch: `stdios =
+//!   []*os.File{os.Stdin, os.Stdout, os.Stderr}` then
+//!   `Sandbox.StartSubcontainer`, in both the 2022-12-19 and 2024-07-29
+//!   releases); `runsc create` of such a container does not use its stdio.
+//! - An exec is a process inside the sandbox; the host process the pid
+//!   file names (`runsc exec`) only waits for it and forwards no signal
+//!   unless the exec has a terminal (runsc/cmd/exec.go, `(*Exec).exec`:
+//!   `ForwardSignals` only when `StdioIsPty`; SIGKILL cannot be forwarded at
+//!   all). Its pid inside the sandbox is written to `--internal-pid-file`
+//!   (before the pid file, so ready when `runsc exec --detach` returns) and
+//!   signalled with `runsc kill --pid`, which refuses a pid of another
+//!   container.
 //! - An app container that shares the pod's pid namespace is placed in the
 //!   sandbox's own (runsc takes CRI's `/proc/<sandbox pid>/ns/pid` as a
 //!   key: the first app container would get a namespace of its own, and
@@ -143,6 +158,31 @@ impl ContainerRuntime for Runsc {
         true
     }
 
+    fn stdio_at_start(&self, placement: Placement) -> bool {
+        !placement.is_own()
+    }
+
+    fn exec_pid_inside(&self, exec_id: &str) -> Option<String> {
+        Some(format!("{exec_id}.internal.pid"))
+    }
+
+    /// `runsc kill --pid <pid> <id> <signal>`, under the `kill` deadline.
+    fn signal_inside(
+        &self,
+        id: &str,
+        pid_inside: i32,
+        signal: u32,
+    ) -> Option<Result<(), RuntimeError>> {
+        let args: Vec<std::ffi::OsString> = vec![
+            "kill".into(),
+            "--pid".into(),
+            pid_inside.to_string().into(),
+            id.into(),
+            signal.to_string().into(),
+        ];
+        Some(self.cli.run("kill", id, args, None, None).map(|_| ()))
+    }
+
     fn spec_edits(&self, placement: Placement, sandbox_pid: i32) -> Vec<SpecEdit> {
         if placement.is_own() || sandbox_pid <= 0 {
             return Vec::new();
@@ -232,6 +272,9 @@ mod tests {
         assert!(own.reaped && own.waited);
         let app = r.exit_source(Placement::PodSandbox);
         assert!(!app.reaped && app.waited);
+        assert!(r.stdio_at_start(Placement::PodSandbox));
+        assert!(!r.stdio_at_start(Placement::Own));
+        assert_eq!(r.exec_pid_inside("e1").as_deref(), Some("e1.internal.pid"));
         assert!(r.spec_edits(Placement::Own, 42).is_empty());
         assert!(r.spec_edits(Placement::PodSandbox, 0).is_empty());
         assert_eq!(

@@ -2,6 +2,7 @@
 
 use std::collections::HashMap;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use robust_config::Config;
@@ -36,7 +37,14 @@ pub struct Container {
     pub exit_source: ExitSource,
     /// The pod's sandbox id its spec names, if any.
     pub pod_sandbox: Option<String>,
+    /// The highest OOM-kill count read from the cgroup, shared by the
+    /// containers of a pod sandbox (with the sandbox's container, when this
+    /// daemon runs it), for when that cgroup is gone ([`Container::oom_count`]).
+    pub pod_oom_kills: Arc<AtomicU64>,
 }
+
+/// The exit status of a process killed by SIGKILL (128 + 9).
+const KILLED: u32 = 137;
 
 impl Container {
     /// The init (empty exec id) or the named exec.
@@ -81,13 +89,33 @@ impl Container {
         }
     }
 
-    /// The cgroup's OOM-kill count now, when the cgroup is the container's
-    /// own (an app container of a pod sandbox shares the sandbox's: its
-    /// OOMs are the sandbox's to report).
+    /// The cgroup's OOM-kill count now, remembered for the pod. When it
+    /// cannot be read for a container of a pod sandbox, the count any
+    /// container of the pod read last: the sandbox's cgroup goes with the
+    /// sandbox's container, which containerd may delete before a sibling's
+    /// exit is handled (containerd 2.1), and every container of the pod had
+    /// the same count to read.
     pub fn oom_count(&self) -> Option<u64> {
-        if !self.placement.is_own() {
-            return None;
+        match self.cgroup.as_ref().and_then(|cg| cg.oom_kill_count()) {
+            Some(n) => {
+                self.pod_oom_kills.fetch_max(n, Ordering::AcqRel);
+                Some(n)
+            }
+            None if !self.placement.is_own() => Some(self.pod_oom_kills.load(Ordering::Acquire)),
+            None => None,
         }
-        self.cgroup.as_ref().and_then(|cg| cg.oom_kill_count())
+    }
+
+    /// The OOM-kill count an init exit with `code` is checked against
+    /// (`order::init_exit`): a container with a cgroup of its own always;
+    /// a container of a pod sandbox shares the sandbox's cgroup, whose OOM
+    /// kill ended it only if it was killed (the kernel's OOM kill lands on
+    /// the sandbox, and every container still running dies with it).
+    pub fn oom_count_at_exit(&self, code: u32) -> Option<u64> {
+        if self.placement.is_own() || code == KILLED {
+            self.oom_count()
+        } else {
+            None
+        }
     }
 }

@@ -30,6 +30,7 @@ struct Setup {
     bundle: PathBuf,
     cfg: Config,
     runtime: Arc<dyn ContainerRuntime>,
+    placement: Placement,
     rootfs: Option<PathBuf>,
     /// The runtime created the container.
     created: bool,
@@ -113,6 +114,7 @@ impl Service {
             bundle: bundle_dir,
             cfg,
             runtime,
+            placement,
             rootfs: None,
             created: false,
         };
@@ -213,8 +215,27 @@ impl Service {
             own_pid_ns: spec.own_pid_ns,
             placement,
             exit_source: setup.runtime.exit_source(placement),
+            pod_oom_kills: self.pod_oom_counter(placement, spec.sandbox_id.as_deref()),
             pod_sandbox: spec.sandbox_id,
         })
+    }
+}
+
+impl Service {
+    /// The OOM-kill count a new container shares: a container of a pod
+    /// sandbox shares its sandbox container's (when this daemon runs it);
+    /// any other container has its own.
+    fn pod_oom_counter(
+        &self,
+        placement: Placement,
+        sandbox_id: Option<&str>,
+    ) -> Arc<std::sync::atomic::AtomicU64> {
+        if !placement.is_own() {
+            if let Some(sb) = sandbox_id.and_then(|sid| self.container(sid).ok()) {
+                return sb.pod_oom_kills.clone();
+            }
+        }
+        Arc::default()
     }
 }
 
@@ -262,6 +283,9 @@ fn create_in_runtime(
     let cfg = &setup.cfg;
     let mut prepared =
         stdio::prepare(paths, id, "", cfg.timeouts.io_drain).map_err(|e| (e, "stdio"))?;
+    if setup.runtime.stdio_at_start(setup.placement) {
+        prepared.keep_for_start().map_err(|e| (e, "stdio"))?;
+    }
     let pid_file = setup.bundle.join("init.pid");
     let console_path = prepared.console.as_ref().map(|c| c.path().to_path_buf());
     let res = setup.runtime.create(

@@ -47,7 +47,7 @@ impl Service {
                 &mut st.oom_seen,
                 exit,
                 execs_live,
-                c.oom_count(),
+                c.oom_count_at_exit(exit.code),
             );
             if !out.recorded {
                 return;

@@ -3,6 +3,8 @@
 //! the ownership rule proves it the container's alone
 //! (`robust_cleanup::owner`, docs/cleanup.md).
 
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
 use std::time::Duration;
 
 use containerd_shim_protos::api;
@@ -14,7 +16,7 @@ use robust_runtime::{ErrorKind, RuntimeError};
 
 use crate::container::Container;
 use crate::error::{Error, Result};
-use crate::process::Status;
+use crate::process::{Process, Status};
 use crate::Service;
 
 const SIGKILL: u32 = libc::SIGKILL as u32;
@@ -28,7 +30,13 @@ impl Service {
             (st.pid, st.exited().is_some())
         };
         if !req.exec_id.is_empty() {
-            return kill_exec(&c, &req.exec_id, pid, exited, req.signal);
+            if exited || pid <= 0 {
+                return Err(Error::NotFound(format!(
+                    "container {} exec {}: process already finished",
+                    c.id, req.exec_id
+                )));
+            }
+            return kill_exec(&c, &p, pid, req.signal);
         }
         if exited && !req.all {
             return Err(Error::NotFound(format!(
@@ -206,14 +214,71 @@ impl Service {
     }
 }
 
-/// `Kill` of an exec: its host process, by the shim.
-fn kill_exec(c: &Container, eid: &str, pid: i32, exited: bool, signal: u32) -> Result<()> {
-    if exited || pid <= 0 {
-        return Err(Error::NotFound(format!(
-            "container {} exec {eid}: process already finished",
-            c.id
-        )));
+/// `Kill` of an exec whose host process is `host_pid`. When the runtime
+/// knows the exec's pid inside its sandbox (the host process is only its
+/// waiter, which forwards no signal), the signal goes there through the
+/// runtime; a SIGKILL it cannot deliver, or that does not end the exec
+/// within `kill_grace`, ends the host waiter, so the exec's exit is
+/// published (once, by the reaper) even then. Otherwise the shim signals
+/// the host process itself.
+fn kill_exec(c: &Arc<Container>, p: &Arc<Process>, host_pid: i32, signal: u32) -> Result<()> {
+    let inside = p.pid_inside.load(Ordering::Acquire);
+    let sigkill = signal == SIGKILL;
+    let res = if inside > 0 {
+        c.runtime.signal_inside(&c.id, inside, signal)
+    } else {
+        None
+    };
+    match res {
+        None => signal_host(c, &p.exec_id, host_pid, signal),
+        Some(Ok(())) => {
+            if sigkill {
+                watch_exec_sigkill(c, p, host_pid);
+            }
+            Ok(())
+        }
+        Some(Err(e)) if e.kind() != ErrorKind::Other => Err(Error::NotFound(format!(
+            "container {} exec {}: process already finished: {e}",
+            c.id, p.exec_id
+        ))),
+        Some(Err(e)) if sigkill => {
+            log::warn!(
+                "msg=\"the runtime could not kill the exec's process in its sandbox; killing its host process (the process in the sandbox may survive)\" id={} exec_id={} pid={host_pid} pid_inside={inside} error={}",
+                c.id,
+                p.exec_id,
+                quote(&e)
+            );
+            signal_host(c, &p.exec_id, host_pid, signal)
+        }
+        Some(Err(e)) => Err(e.into()),
     }
+}
+
+/// After a SIGKILL the runtime delivered inside its sandbox: if the host
+/// waiter has not reported the exit within `kill_grace`, end it, so the
+/// exit is published.
+fn watch_exec_sigkill(c: &Arc<Container>, p: &Arc<Process>, host_pid: i32) {
+    let (c, p) = (c.clone(), p.clone());
+    let _ = std::thread::Builder::new()
+        .name("exec-kill-watch".into())
+        .stack_size(64 * 1024)
+        .spawn(move || {
+            let grace = c.config.timeouts.kill_grace;
+            if p.wait_timeout(grace).is_some() {
+                return;
+            }
+            log::warn!(
+                "msg=\"exec still not exited after SIGKILL in the sandbox; killing its host process\" id={} exec_id={} pid={host_pid} grace={grace:?}",
+                c.id,
+                p.exec_id
+            );
+            let _ = signal_host(&c, &p.exec_id, host_pid, SIGKILL);
+        });
+}
+
+/// `signal` to the host process `pid` of exec `eid` (the exec itself, or
+/// its waiter).
+fn signal_host(c: &Container, eid: &str, pid: i32, signal: u32) -> Result<()> {
     let sig = Signal::try_from(signal as i32)
         .map_err(|_| Error::InvalidArgument(format!("invalid signal {signal}")))?;
     kill(Pid::from_raw(pid), sig).map_err(|e| match e {

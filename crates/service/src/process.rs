@@ -2,6 +2,7 @@
 //! state behind its lock, a [`Phase`] whose transitions are checked in
 //! [`crate::order`].
 
+use std::sync::atomic::AtomicI32;
 use std::sync::{Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -40,6 +41,10 @@ pub struct Process {
     state: Mutex<State>,
     exited: Condvar,
     pub io: Mutex<Option<Io>>,
+    /// An exec's pid inside its runtime's sandbox, when the host process
+    /// (`pid`) is only its waiter (`ContainerRuntime::exec_pid_inside`); 0
+    /// when unknown or when the host process is the exec itself.
+    pub pid_inside: AtomicI32,
 }
 
 impl Process {
@@ -55,6 +60,7 @@ impl Process {
             }),
             exited: Condvar::new(),
             io: Mutex::new(None),
+            pid_inside: AtomicI32::new(0),
         }
     }
 

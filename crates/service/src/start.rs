@@ -27,7 +27,14 @@ impl Service {
             ))
         })?;
         let res = if req.exec_id.is_empty() {
-            let r = c.runtime.start(&c.id).map_err(Error::from);
+            // The stdio kept for the start, if the runtime takes it there.
+            let kept = c
+                .init
+                .io
+                .lock()
+                .ok()
+                .and_then(|io| io.as_ref().and_then(|io| io.take_for_start()));
+            let r = c.runtime.start(&c.id, kept).map_err(Error::from);
             if r.is_ok() && c.exit_source.waited {
                 self.watch_exit_by_wait(&c);
             }
@@ -71,11 +78,14 @@ impl Service {
             ))
         })?;
         let pid_file = c.pid_file(eid);
+        let inside = c.runtime.exec_pid_inside(eid);
+        let inside_file = inside.as_ref().map(|n| c.bundle.join(n));
         let mut prepared = stdio::prepare(&p.stdio, &c.id, eid, c.config.timeouts.io_drain)?;
         let console_path = prepared.console.as_ref().map(|s| s.path().to_path_buf());
         let opts = ExecOpts {
             process_json: &spec_path,
             pid_file: &pid_file,
+            internal_pid_file: inside_file.as_deref(),
             console_socket: console_path.as_deref(),
             stdio: std::mem::take(&mut prepared.runtime),
         };
@@ -90,9 +100,26 @@ impl Service {
             ))
         })?;
         let _ = std::fs::remove_file(&pid_file);
+        if let Some(name) = &inside {
+            record_pid_inside(c, p, name);
+        }
         *p.io.lock().map_err(|_| Error::poisoned("io"))? = Some(io);
         p.lock()?.pid = pid;
         self.register_pid(pid, &c.id, eid);
         Ok(())
     }
+}
+
+/// After the runtime's exec: remember the exec's pid inside the sandbox
+/// (from the file `name` of the bundle) and remove the file.
+fn record_pid_inside(c: &Container, p: &Process, name: &str) {
+    match bundle::read_pid(&c.bundle, name) {
+        Some(pid) => p.pid_inside.store(pid, std::sync::atomic::Ordering::Release),
+        None => log::warn!(
+            "msg=\"the runtime's exec left no pid of the process in its sandbox; a kill of this exec will only end its host process\" id={} exec_id={}",
+            c.id,
+            p.exec_id
+        ),
+    }
+    let _ = std::fs::remove_file(c.bundle.join(name));
 }

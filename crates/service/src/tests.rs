@@ -7,6 +7,7 @@
 
 mod create;
 mod ordering;
+mod pod;
 mod shutdown;
 
 use std::collections::HashMap;
@@ -86,11 +87,16 @@ pub(crate) struct Harness {
 
 impl Harness {
     pub fn new() -> Harness {
+        Harness::with(|f| f)
+    }
+
+    /// A harness over the fake `make` gives.
+    pub fn with(make: impl FnOnce(FakeRuntime) -> FakeRuntime) -> Harness {
         let (reaper, subscribers) = shared_reaper();
         let (tx, exits) = std::sync::mpsc::channel();
         subscribers.lock().unwrap().push(tx);
         let dir = tempfile::tempdir().unwrap();
-        let fake = FakeRuntime::new(&dir.path().join("root"));
+        let fake = make(FakeRuntime::new(&dir.path().join("root")));
         let (publisher, events) = Publisher::capture();
         let (stop_tx, _stop_rx) = std::sync::mpsc::channel();
         let f = fake.clone();
@@ -126,6 +132,26 @@ impl Harness {
             dir,
             cgroups,
         }
+    }
+
+    /// Let container `id` share the cgroup directory made for `with`.
+    pub fn share_cgroup(&self, id: &str, with: &str) {
+        let mut all = self.cgroups.lock().unwrap();
+        let d = all[with].clone();
+        all.insert(id.to_string(), d);
+    }
+
+    /// A bundle whose spec makes `id` an app container of pod `pod`.
+    pub fn pod_app_request(&self, id: &str, pod: &str) -> api::CreateTaskRequest {
+        let r = self.create_request(id);
+        std::fs::write(
+            self.bundle(id).join("config.json"),
+            format!(
+                r#"{{"annotations":{{"io.kubernetes.cri.container-type":"container","io.kubernetes.cri.sandbox-id":"{pod}"}}}}"#
+            ),
+        )
+        .unwrap();
+        r
     }
 
     /// Give container `id` a cgroup v2 directory of its own whose
