@@ -473,6 +473,7 @@ fn bad_output(verb: &'static str, id: &str, detail: String) -> RuntimeError {
     }
 }
 
+mod runsc;
 pub mod stats;
 pub use stats::{parse_stats, RunscStats};
 

@@ -450,7 +450,14 @@ impl Service {
                 }
             }
         };
-        let prepared = match stdio::prepare(&paths, &id, "", cfg.timeouts.io_drain) {
+        let at_start = crate::runsc_io::stdio_at_start(cfg.runtime_kind(), owns);
+        let prepared = stdio::prepare(&paths, &id, "", cfg.timeouts.io_drain).and_then(|mut p| {
+            if at_start {
+                p.keep_for_start()?;
+            }
+            Ok(p)
+        });
+        let prepared = match prepared {
             Ok(p) => p,
             Err(e) => {
                 undo_mount("stdio");
@@ -635,7 +642,9 @@ impl Service {
             st.starting = true;
         }
         let res = if req.exec_id.is_empty() {
-            let r = c.runc.start(&c.id).map_err(Error::from).map(|_| p.pid());
+            let r = crate::runsc_io::start_init(&c)
+                .map_err(Error::from)
+                .map(|_| p.pid());
             if r.is_ok() && c.kind == RuntimeKind::Runsc {
                 self.runsc_wait(&c);
             }
