@@ -75,6 +75,9 @@ pub struct CreateOpts<'a> {
 pub struct ExecOpts<'a> {
     pub process_json: &'a Path,
     pub pid_file: &'a Path,
+    /// runsc only: where it writes the exec's pid inside the sandbox
+    /// (`--internal-pid-file`), before the pid file.
+    pub internal_pid_file: Option<&'a Path>,
     pub console_socket: Option<&'a Path>,
     pub stdio: Stdio,
 }
@@ -136,6 +139,10 @@ impl Runc {
         args.push(opts.process_json.into());
         args.push("--pid-file".into());
         args.push(opts.pid_file.into());
+        if let Some(p) = opts.internal_pid_file {
+            args.push("--internal-pid-file".into());
+            args.push(p.into());
+        }
         if let Some(s) = opts.console_socket {
             args.push("--console-socket".into());
             args.push(s.into());

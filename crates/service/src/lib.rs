@@ -14,6 +14,7 @@ pub mod error;
 pub mod events;
 pub mod process;
 mod pty;
+mod runsc_exec;
 mod runsc_io;
 mod runsc_stats;
 mod service;

@@ -1,5 +1,6 @@
 //! One process of a container (its init or an exec) and its state machine.
 
+use std::sync::atomic::AtomicI32;
 use std::sync::{Condvar, Mutex, MutexGuard};
 use std::time::SystemTime;
 
@@ -37,6 +38,9 @@ pub struct Process {
     state: Mutex<State>,
     exited: Condvar,
     pub io: Mutex<Option<Io>>,
+    /// runsc: an exec's pid inside the sandbox (`--internal-pid-file`); 0
+    /// when unknown, and for runc, where `pid` is the process itself.
+    pub sandbox_pid: AtomicI32,
 }
 
 impl Process {
@@ -55,6 +59,7 @@ impl Process {
             }),
             exited: Condvar::new(),
             io: Mutex::new(None),
+            sandbox_pid: AtomicI32::new(0),
         }
     }
 

@@ -704,12 +704,14 @@ impl Service {
             ))
         })?;
         let pid_file = c.pid_file(eid);
+        let internal_pid_file = crate::runsc_exec::internal_pid_file(c, eid);
         let mut prepared = stdio::prepare(&p.stdio, &c.id, eid, c.config.timeouts.io_drain)?;
         let console_path = prepared.console.as_ref().map(|s| s.path().to_path_buf());
         let stdio = std::mem::take(&mut prepared.runtime);
         let opts = ExecOpts {
             process_json: &spec_path,
             pid_file: &pid_file,
+            internal_pid_file: internal_pid_file.as_deref(),
             console_socket: console_path.as_deref(),
             stdio,
         };
@@ -724,6 +726,7 @@ impl Service {
             ))
         })?;
         let _ = std::fs::remove_file(&pid_file);
+        crate::runsc_exec::record_internal_pid(c, p);
         *p.io.lock().map_err(|_| Error::poisoned("io"))? = Some(io);
         p.lock()?.pid = pid;
         self.register_pid(pid, &c.id, eid);
@@ -970,18 +973,11 @@ impl Service {
                 c.id, req.exec_id
             )));
         }
-        let sig = nix::sys::signal::Signal::try_from(req.signal as i32)
-            .map_err(|_| Error::InvalidArgument(format!("invalid signal {}", req.signal)))?;
-        nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), sig).map_err(|e| match e {
-            nix::errno::Errno::ESRCH => Error::NotFound(format!(
-                "container {} exec {}: process already finished",
-                c.id, req.exec_id
-            )),
-            e => Error::Other(format!(
-                "container {} exec {}: kill: {e}",
-                c.id, req.exec_id
-            )),
-        })
+        if c.kind == RuntimeKind::Runsc {
+            // `pid` is only the exec's host waiter.
+            return crate::runsc_exec::kill(&c, &p, pid, req.signal);
+        }
+        signal_exec_pid(&c.id, &req.exec_id, pid, req.signal)
     }
 
     pub fn do_delete(&self, req: api::DeleteRequest) -> Result<api::DeleteResponse> {
@@ -1280,6 +1276,19 @@ impl Service {
             })
             .unwrap_or_default()
     }
+}
+
+/// `signal` to the host process `pid` of exec `eid` (the process itself with
+/// runc, its `runsc exec` waiter with runsc).
+pub(crate) fn signal_exec_pid(cid: &str, eid: &str, pid: i32, signal: u32) -> Result<()> {
+    let sig = nix::sys::signal::Signal::try_from(signal as i32)
+        .map_err(|_| Error::InvalidArgument(format!("invalid signal {signal}")))?;
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), sig).map_err(|e| match e {
+        nix::errno::Errno::ESRCH => Error::NotFound(format!(
+            "container {cid} exec {eid}: process already finished"
+        )),
+        e => Error::Other(format!("container {cid} exec {eid}: kill: {e}")),
+    })
 }
 
 fn delete_response(st: &crate::process::State) -> api::DeleteResponse {
