@@ -16,6 +16,7 @@ pub mod process;
 mod pty;
 mod runsc_exec;
 mod runsc_io;
+mod runsc_oom;
 mod runsc_stats;
 mod service;
 pub mod stdio;

@@ -231,10 +231,10 @@ impl Service {
             "msg=\"process exited\" id={cid} exec_id={eid} pid={} status={code}",
             exit.pid
         );
-        if eid.is_empty() && (c.kind == RuntimeKind::Runc || c.owns_sandbox) {
-            // An OOM kill is reported before the exit it caused. (The app
-            // containers of a gVisor pod share the sandbox's cgroup: its
-            // OOM count is the sandbox's to report.)
+        if eid.is_empty() && crate::runsc_oom::oom_check_at_exit(&c, code) {
+            // An OOM kill is reported before the exit it caused. (An app
+            // container of a gVisor pod shares the sandbox's cgroup: only a
+            // kill can be that cgroup's OOM kill, see runsc_oom.)
             self.publish_oom(&c, false);
         }
         {
