@@ -409,6 +409,9 @@ fn read_all(mut f: File) -> Vec<u8> {
 
 /// The messages of the runtime's JSON log at level error (runc writes the
 /// cause of a failure there), joined; plain text lines are kept as they are.
+/// runsc writes its JSON entries without a newline between them (`}{`):
+/// a line is read as a sequence of entries, and kept whole only when it is
+/// not one.
 pub fn last_log_error(log: &[u8]) -> String {
     #[derive(Deserialize)]
     struct Line {
@@ -420,9 +423,16 @@ pub fn last_log_error(log: &[u8]) -> String {
     let text = String::from_utf8_lossy(log);
     let mut errors = Vec::new();
     for raw in text.lines().filter(|l| !l.trim().is_empty()) {
-        match serde_json::from_str::<Line>(raw) {
-            Ok(l) if l.level == "error" || l.level == "fatal" => errors.push(l.msg),
-            Ok(_) => {}
+        let entries: Result<Vec<Line>, _> = serde_json::Deserializer::from_str(raw)
+            .into_iter::<Line>()
+            .collect();
+        match entries {
+            Ok(entries) => errors.extend(
+                entries
+                    .into_iter()
+                    .filter(|l| l.level == "error" || l.level == "fatal")
+                    .map(|l| l.msg),
+            ),
             Err(_) => errors.push(raw.trim().to_string()),
         }
     }

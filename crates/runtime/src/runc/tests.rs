@@ -146,6 +146,25 @@ not json
     assert_eq!(last_log_error(log), "first; not json; second");
 }
 
+/// runsc 2022-12-19 and 2024-07-29 write their JSON log entries without a
+/// newline between them (the sandbox's error, then the caller's).
+#[test]
+fn log_error_extraction_of_entries_on_one_line() {
+    let log = br#"{"msg":"creating loader: converting capabilities: unknown capability \"CAP_PERFMON\"","level":"error","time":"2026-12-04T09:10:11.689307242Z"}{"msg":"creating container: cannot create sandbox: cannot read client sync file: waiting for sandbox to start: EOF","level":"error","time":"2026-12-04T09:10:11.705212294Z"}"#;
+    assert_eq!(
+        last_log_error(log),
+        "creating loader: converting capabilities: unknown capability \"CAP_PERFMON\"; \
+         creating container: cannot create sandbox: cannot read client sync file: waiting \
+         for sandbox to start: EOF"
+    );
+    // a line that is not only entries stays whole
+    let log = br#"{"level":"error","msg":"a"} trailing words"#;
+    assert_eq!(
+        last_log_error(log),
+        r#"{"level":"error","msg":"a"} trailing words"#
+    );
+}
+
 fn tempdir() -> PathBuf {
     static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
     let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
