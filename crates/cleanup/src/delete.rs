@@ -461,14 +461,16 @@ pub fn delete_bundle(req: &DeleteRequest, reaper: &Reaper) -> Result<DeleteOutco
         Err(owner::NotProven::Unproven(why)) => {
             // It matters only while something of the container may still
             // run; after a normal Task Delete (a gVisor app container,
-            // which never owns a cgroup) it is no news.
+            // which never owns a cgroup) it is no news. (Such a container's
+            // recorded init is the pod's sandbox, alive as long as the pod:
+            // it says nothing about this container.)
             let left = record
                 .as_ref()
                 .map(OwnerRecord::pids_now)
                 .unwrap_or_default();
             let may_run = runtime_held
                 || !left.is_empty()
-                || record.as_ref().is_some_and(OwnerRecord::init_alive);
+                || record.as_ref().is_some_and(OwnerRecord::owns_live_init);
             log::log!(
                 if may_run { log::Level::Warn } else { log::Level::Info },
                 "msg=\"cleanup: not killing through the cgroup: not provably the container's alone\" id={id} why={} left_alone={}",

@@ -5,9 +5,10 @@
 //! skipped, printed, only when runsc itself cannot run on the machine (see `gvisor`).
 //! What runsc does and why the shim does what it does: docs/gvisor.md.
 
+use super::dead_shim::{log_lines_for, our_delete_output};
 use super::gvisor::{
     app_container, assert_runsc_gone, pod_config, run_gvisor_pod_with, runsc_or_skip,
-    runsc_processes, runsc_root, stop_remove, SEC, STOP_REMOVE_BOUND,
+    runsc_processes, runsc_root, stop_remove, wait_task_cleaned, SEC, STOP_REMOVE_BOUND,
 };
 use super::*;
 
@@ -198,7 +199,10 @@ gv_test!(
     /// The output of a pod's app containers reaches their CRI log files, stdout and stderr
     /// apart: a short-lived one (exits 0) and a long-running one (read while it runs).
     /// Regression (issue 17): runsc gives a sub-container the stdio of `runsc start`, and
-    /// the shim gave that call none, so the log files stayed empty.
+    /// the shim gave that call none, so the log files stayed empty. And healthy containers
+    /// leave no warning: our `delete`, which containerd runs after each task delete, writes
+    /// nothing for them (it warned, for every app container of a runsc pod, that it would
+    /// not kill through the sandbox's cgroup).
     gvisor_cri_container_logs,
     limit = 180,
     |shim| {
@@ -207,6 +211,7 @@ gv_test!(
             return;
         }
         let api = Api::connect();
+        let off = log_offset();
         let logs = TempDir::new("gv-logs");
         let mut guard = PodGuard::new();
         let mut config = pod_config(&unique_id("gv-logs", shim), NamespaceMode::Container);
@@ -275,6 +280,15 @@ gv_test!(
         stop_remove(&api, &pod_id, STOP_REMOVE_BOUND);
         guard.pod_id = None;
         assert_runsc_gone(CRI_NS, &all, 10 * SEC);
+        for id in &ids {
+            wait_task_cleaned(CRI_NS, id, 15 * SEC);
+            let out = our_delete_output(&log_lines_for(off, id), id);
+            assert!(
+                out.is_empty(),
+                "our delete wrote, for the healthy app container {id}:\n{}",
+                out.join("\n")
+            );
+        }
     }
 );
 
