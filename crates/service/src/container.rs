@@ -41,6 +41,10 @@ pub struct Container {
     /// The pod's sandbox, or a container of its own (not an app container
     /// of a pod): with runsc only this one owns the sandbox process.
     pub owns_sandbox: bool,
+    /// runsc: the highest OOM-kill count read from the sandbox's cgroup,
+    /// shared by the containers of the pod, for when that cgroup is gone
+    /// (`runsc_oom::pod_count`).
+    pub pod_oom_kills: Arc<std::sync::atomic::AtomicU64>,
 }
 
 /// runsc: put an app container that shares the pod's pid namespace into the

@@ -320,6 +320,7 @@ impl Service {
             return;
         };
         let count = c.cgroup.as_ref().and_then(|cg| cg.oom_kill_count());
+        let count = crate::runsc_oom::pod_count(c, count);
         let publish = match count {
             Some(n) if n > *seen => {
                 *seen = n;
@@ -588,6 +589,12 @@ impl Service {
             init_exit_held: Mutex::new(false),
             kind,
             owns_sandbox: owns,
+            pod_oom_kills: crate::runsc_oom::pod_counter(
+                self,
+                spec.sandbox_id.as_deref(),
+                kind,
+                owns,
+            ),
         });
         self.inner
             .containers
