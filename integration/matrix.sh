@@ -67,6 +67,17 @@ while IFS=$'\t' read -r cell ctrd runsc what passed failed skipped rc secs; do
     printf 'cell %-12s containerd %-16s runsc %-14s cases %-5s passed %4s, failed %s, skipped %s (%ss)\n' \
         "$cell" "$ctrd" "$runsc" "$what" "$passed" "$failed" "$skipped" "$secs"
 done <"$summary"
+# what each failing case said (its panic message, a few lines), so that a run seen only
+# by its tail still names the cause; the whole output stays in the cell's log
+while IFS=$'\t' read -r cell ctrd runsc what passed failed skipped rc secs; do
+    ((failed > 0)) || continue
+    log="target/matrix-${cell//\//-}.log"
+    echo "cell $cell failed (log $log):"
+    awk '/^---- .* stdout ----$/ { name = $2; inpanic = 0; next }
+        name != "" && /panicked at/ { print "  " name ": " $0; inpanic = 1; n = 0; next }
+        inpanic && (/^$/ || /^(note|stack backtrace):/ || ++n > 12) { inpanic = 0; name = ""; next }
+        inpanic { print "    " $0 }' "$log"
+done <"$summary"
 # the plain closing line: every cell added up
 awk -F'\t' '{p += $5; f += $6; s += $7} END {printf "matrix: %d passed, %d failed, %d skipped\n", p, f, s}' "$summary"
 
