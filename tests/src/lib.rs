@@ -298,6 +298,24 @@ macro_rules! shim_test {
     };
 }
 
+/// Generates one `#[test]`, for our shim only (a case the reference cannot pass or has
+/// no part in): `<name>::robust`.
+#[macro_export]
+macro_rules! robust_test {
+    ($(#[$meta:meta])* $name:ident, limit = $secs:expr, |$shim:ident| $body:block) => {
+        $(#[$meta])*
+        pub mod $name {
+            #[allow(unused_imports)]
+            use super::*;
+            fn body($shim: $crate::Shim) $body
+            #[test]
+            fn robust() {
+                $crate::run_case(module_path!(), $crate::Shim::Robust, $secs, body)
+            }
+        }
+    };
+}
+
 /// Polls `f` until it returns `Some` (with a growing pause, 20..250 ms), at most `limit`
 /// (clamped to the case's deadline); panics naming `what` on expiry.
 pub fn poll_until<T>(what: &str, limit: Duration, mut f: impl FnMut() -> Option<T>) -> T {

@@ -27,4 +27,4 @@ pub mod owner;
 pub mod runtime_choice;
 pub mod sweep;
 
-pub use delete::{delete_bundle, DeleteOutcome, DeleteRequest, Limits, Refused};
+pub use delete::{delete_bundle, DeleteOutcome, DeleteRequest, Limits, Refused, Remain};

@@ -218,7 +218,7 @@ fn sweep_one(
             r.failed = true;
         }
         Ok(o) if !o.is_clean() => {
-            r.result = format!("failed: still left: {}", o.remains.join("; "));
+            r.result = format!("failed: still left: {}", o.remains_text());
             r.failed = true;
         }
         Ok(o) => match remove_bundle(b, ns, id) {

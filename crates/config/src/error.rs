@@ -148,24 +148,15 @@ pub(crate) fn normalize(message: &str) -> String {
     }
 }
 
-/// Quotes `s` for an error message: escapes control characters and
-/// shortens it to a bounded length (on a character boundary).
+/// Quotes `s` for an error message: shortened to a bounded length (on a
+/// character boundary, marked `...`), then quoted as every logged value is
+/// ([`robust_logfmt::quote`]: quotes, backslashes and control characters
+/// escaped), so an error message stays one logfmt value.
 pub(crate) fn quote(s: &str) -> String {
-    let mut out = String::with_capacity(s.len().min(MAX_QUOTED) + 8);
-    out.push('"');
-    let mut truncated = false;
-    for (count, c) in s.chars().enumerate() {
-        if count >= MAX_QUOTED {
-            truncated = true;
-            break;
-        }
-        out.extend(c.escape_debug());
+    match s.char_indices().nth(MAX_QUOTED) {
+        Some((cut, _)) => robust_logfmt::quote(format!("{}...", &s[..cut])),
+        None => robust_logfmt::quote(s),
     }
-    if truncated {
-        out.push_str("...");
-    }
-    out.push('"');
-    out
 }
 
 #[cfg(test)]
@@ -210,7 +201,7 @@ mod tests {
     #[test]
     fn quote_escapes_and_shortens() {
         assert_eq!(quote("ten seconds"), "\"ten seconds\"");
-        assert_eq!(quote("a\0b\n"), "\"a\\0b\\n\"");
+        assert_eq!(quote("a\0b\n"), "\"a\\u{0}b\\n\"");
         assert_eq!(quote("q\"q"), "\"q\\\"q\"");
         let long = "é".repeat(500);
         let q = quote(&long);

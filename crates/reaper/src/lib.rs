@@ -140,7 +140,7 @@ impl Reaper {
                 Ok(WaitStatus::StillAlive) | Err(Errno::ECHILD) => break,
                 Err(Errno::EINTR) => continue,
                 Err(e) => {
-                    log::warn!("msg=\"waitpid failed\" error=\"{e}\"");
+                    log::warn!("msg=\"waitpid failed\" error={}", robust_logfmt::quote(e));
                     break;
                 }
                 Ok(st) => st,

@@ -38,22 +38,6 @@ const CASE_LIMIT: u64 = 120;
 /// What the containers under test run: an init and a child of it.
 const WORKLOAD: [&str; 3] = ["sh", "-c", "sleep 1000 & exec sleep 1001"];
 
-/// One `#[test]`, for our shim only: `<name>::robust`.
-macro_rules! robust_test {
-    ($(#[$meta:meta])* $name:ident, limit = $secs:expr, |$shim:ident| $body:block) => {
-        $(#[$meta])*
-        pub mod $name {
-            #[allow(unused_imports)]
-            use super::*;
-            fn body($shim: Shim) $body
-            #[test]
-            fn robust() {
-                run_case(module_path!(), Shim::Robust, $secs, body)
-            }
-        }
-    };
-}
-
 // ---------------------------------------------------------------------------------------
 // cgroups made by a case, bystanders
 // ---------------------------------------------------------------------------------------

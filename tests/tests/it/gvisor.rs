@@ -35,22 +35,6 @@ const F2_GRACE_SECS: i64 = 2;
 /// What is left of a dead shim's runsc sandbox must be gone within this.
 const DEAD_SHIM_CLEANUP_BOUND: Duration = Duration::from_secs(20);
 
-/// Generates one `#[test]` (our shim only) for a runsc case.
-macro_rules! gv_test {
-    ($(#[$meta:meta])* $name:ident, limit = $secs:expr, |$shim:ident| $body:block) => {
-        $(#[$meta])*
-        pub mod $name {
-            #[allow(unused_imports)]
-            use super::*;
-            fn body($shim: Shim) $body
-            #[test]
-            fn robust() {
-                run_case(module_path!(), Shim::Robust, $secs, body)
-            }
-        }
-    };
-}
-
 /// The shipped runsc config (runtime-config/runsc.toml: platform ptrace, network none).
 pub(super) fn runsc_config() -> PathBuf {
     let p = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../runtime-config/runsc.toml");
@@ -268,7 +252,7 @@ pub(super) fn wait_task_cleaned(ns: &str, id: &str, limit: Duration) {
 // ctr
 // ---------------------------------------------------------------------------------------
 
-gv_test!(
+robust_test!(
     /// `ctr run --rm` through runsc: exit code 7 and stdout delivered, nothing left.
     gvisor_ctr_run_rm_exit_code,
     limit = 120,
@@ -295,7 +279,7 @@ gv_test!(
     }
 );
 
-gv_test!(
+robust_test!(
     /// Detached runsc container: exec (output and exit code), an exec of a missing binary
     /// fails with runsc's message, SIGTERM kill, delete: nothing of runsc left.
     gvisor_ctr_detached_exec_kill_delete,
@@ -382,7 +366,7 @@ gv_test!(
     }
 );
 
-gv_test!(
+robust_test!(
     /// `ctr run -t` through runsc. This runsc gives no terminal at all (even `runsc do tty`
     /// prints "not a tty"): checked first, and then the case is skipped, never failed.
     gvisor_ctr_tty,
@@ -437,7 +421,7 @@ fn run_in_pod(cfg: &str, pod: &str, kind: &str, id: &str, cmd: &[&str]) -> Ctr {
     ctr(NS, &run_args(cfg, &a)).timeout(60 * SEC)
 }
 
-gv_test!(
+robust_test!(
     /// F3 on gVisor: an app container of a pod whose init binary does not exist. runsc
     /// creates it (the gofer starts), then its start fails; a forced delete must end it at
     /// once (regression: the kill escalated for 4 s, as nothing ran to exit) and leave no
@@ -489,7 +473,7 @@ gv_test!(
     }
 );
 
-gv_test!(
+robust_test!(
     /// An app container of a gVisor pod reports the sandbox's pid as its own. When its
     /// shim connection closes after a normal delete, containerd runs the `delete` action
     /// for it: that cleanup must never kill the sandbox by that pid (regression: the
@@ -547,7 +531,7 @@ fn metrics_cpu_ns(id: &str) -> u64 {
         })
 }
 
-gv_test!(
+robust_test!(
     /// Task Stats of the containers of one gVisor pod are each container's own (from
     /// `runsc events --stats`), not the total of the sandbox cgroup they all share: of two
     /// app containers, the one that spins reports over 5x the CPU of the one that sleeps.
@@ -588,7 +572,7 @@ gv_test!(
     }
 );
 
-gv_test!(
+robust_test!(
     /// Kill -9 of the shim daemon of a runsc container: containerd's dead-shim cleanup (our
     /// `delete`) leaves no runsc sandbox/gofer process, no runsc state, no mount.
     gvisor_ctr_dead_shim_cleanup,
@@ -743,34 +727,7 @@ pub(super) fn run_gvisor_pod_with(
     eprintln!("RunPodSandbox (runsc) {:.1?}", t.elapsed());
     let mut ids = Vec::new();
     for cfg in containers {
-        let cname = cfg
-            .metadata
-            .as_ref()
-            .map(|m| m.name.clone())
-            .unwrap_or_default();
-        let cid = api
-            .call(
-                "CreateContainer",
-                60 * SEC,
-                cri.create_container(CreateContainerRequest {
-                    pod_sandbox_id: pod_id.clone(),
-                    config: Some(cfg),
-                    sandbox_config: Some(config.clone()),
-                }),
-            )
-            .unwrap_or_else(|s| panic!("CreateContainer({cname}) in runsc pod {pod_id}: {s}"))
-            .into_inner()
-            .container_id;
-        guard.containers.push(cid.clone());
-        api.call(
-            "StartContainer",
-            60 * SEC,
-            cri.start_container(StartContainerRequest {
-                container_id: cid.clone(),
-            }),
-        )
-        .unwrap_or_else(|s| panic!("StartContainer({cname} = {cid}) in runsc pod: {s}"));
-        ids.push(cid);
+        ids.push(start_in_pod(api, &pod_id, &config, cfg, guard));
     }
     eprintln!(
         "runsc pod with {} containers up in {:.1?}",
@@ -778,6 +735,44 @@ pub(super) fn run_gvisor_pod_with(
         t.elapsed()
     );
     Some((pod_id, ids))
+}
+
+/// Creates and starts one more container in the running pod `pod_id`.
+pub(super) fn start_in_pod(
+    api: &Api,
+    pod_id: &str,
+    config: &PodSandboxConfig,
+    c: ContainerConfig,
+    guard: &mut PodGuard,
+) -> String {
+    let name = c
+        .metadata
+        .as_ref()
+        .map(|m| m.name.clone())
+        .unwrap_or_default();
+    let cid = api
+        .call(
+            "CreateContainer",
+            60 * SEC,
+            api.cri().create_container(CreateContainerRequest {
+                pod_sandbox_id: pod_id.into(),
+                config: Some(c),
+                sandbox_config: Some(config.clone()),
+            }),
+        )
+        .unwrap_or_else(|s| panic!("CreateContainer({name}) in runsc pod {pod_id}: {s}"))
+        .into_inner()
+        .container_id;
+    guard.containers.push(cid.clone());
+    api.call(
+        "StartContainer",
+        60 * SEC,
+        api.cri().start_container(StartContainerRequest {
+            container_id: cid.clone(),
+        }),
+    )
+    .unwrap_or_else(|s| panic!("StartContainer({name} = {cid}) in runsc pod: {s}"));
+    cid
 }
 
 /// StopPodSandbox + RemovePodSandbox within `limit`; returns how long they took.
@@ -812,7 +807,7 @@ pub(super) fn stop_remove(api: &Api, pod_id: &str, limit: Duration) -> Duration 
 
 const SLEEPER: &str = "trap 'exit 0' TERM; while :; do sleep 1 & wait $!; done";
 
-gv_test!(
+robust_test!(
     /// A runsc pod (handler gvisor) with two containers in one shim: ExecSync, bounded
     /// stop + remove, then no runsc process, no runsc state, no mount for its ids.
     gvisor_cri_pod_lifecycle,
@@ -1008,7 +1003,7 @@ fn f2_pod(shim: Shim, case: &str, check_siblings: bool, pid: NamespaceMode) {
     );
 }
 
-gv_test!(
+robust_test!(
     /// F2: a runsc pod whose containers ignore SIGTERM. StopContainer (timeout 2 s) of each,
     /// then StopPodSandbox + RemovePodSandbox: all within the graces + the bound, and
     /// nothing of runsc left (the sandbox included).
@@ -1024,7 +1019,7 @@ gv_test!(
     }
 );
 
-gv_test!(
+robust_test!(
     /// Stopping one container of a runsc pod (SIGTERM ignored, so escalated to SIGKILL)
     /// ends that container only: the pod's other container keeps running.
     gvisor_cri_stop_one_keeps_siblings,
@@ -1039,7 +1034,7 @@ gv_test!(
     }
 );
 
-gv_test!(
+robust_test!(
     /// The same in a pod sharing one pid namespace (`shareProcessNamespace: true`). Regression:
     /// runsc made the first app container the init of the shared namespace, so stopping it
     /// killed every container of the pod (2 runs in 3); the shim now places such containers
@@ -1056,7 +1051,7 @@ gv_test!(
     }
 );
 
-gv_test!(
+robust_test!(
     /// Kill -9 of the shim of a runsc pod: containerd's dead-shim cleanup (our `delete`)
     /// leaves no runsc-sandbox/runsc-gofer process, no runsc state, no mount.
     gvisor_cri_dead_shim_cleanup,

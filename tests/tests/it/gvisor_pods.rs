@@ -8,7 +8,8 @@
 use super::dead_shim::{log_lines_for, our_delete_output};
 use super::gvisor::{
     app_container, assert_runsc_gone, pod_config, run_gvisor_pod_with, runsc_or_skip,
-    runsc_processes, runsc_root, stop_remove, wait_task_cleaned, SEC, STOP_REMOVE_BOUND,
+    runsc_processes, runsc_root, start_in_pod, stop_remove, wait_task_cleaned, SEC,
+    STOP_REMOVE_BOUND,
 };
 use super::*;
 
@@ -25,22 +26,6 @@ use k8s_cri::v1::{
     LinuxContainerResources, NamespaceMode, PodSandboxConfig,
 };
 use prost::Message as _;
-
-/// Generates one `#[test]` (our shim only) for a runsc case.
-macro_rules! gv_test {
-    ($(#[$meta:meta])* $name:ident, limit = $secs:expr, |$shim:ident| $body:block) => {
-        $(#[$meta])*
-        pub mod $name {
-            #[allow(unused_imports)]
-            use super::*;
-            fn body($shim: Shim) $body
-            #[test]
-            fn robust() {
-                run_case(module_path!(), Shim::Robust, $secs, body)
-            }
-        }
-    };
-}
 
 // ---------------------------------------------------------------------------------------
 // helpers
@@ -195,7 +180,7 @@ fn events_of<'a>(all: &'a [(String, TaskEvent)], cid: &str) -> Vec<&'a (String, 
 // container logs
 // ---------------------------------------------------------------------------------------
 
-gv_test!(
+robust_test!(
     /// The output of a pod's app containers reaches their CRI log files, stdout and stderr
     /// apart: a short-lived one (exits 0) and a long-running one (read while it runs).
     /// Regression (issue 17): runsc gives a sub-container the stdio of `runsc start`, and
@@ -300,7 +285,7 @@ gv_test!(
 /// CRI's kill (SIGKILL) plus the shim's `kill_grace` (2 s) with room for a busy machine.
 const EXEC_KILL_BOUND: Duration = Duration::from_secs(10);
 
-gv_test!(
+robust_test!(
     /// ExecSync of `sleep 60` with a 1 s timeout: CRI answers the timeout, and the exec'd
     /// process is gone from the sandbox within the kill bound; its exit is published once.
     /// Regression (issue 17): the shim killed the host `runsc exec` process, which only
@@ -439,7 +424,7 @@ fn with_memory_limit(mut c: ContainerConfig, bytes: i64) -> ContainerConfig {
     c
 }
 
-gv_test!(
+robust_test!(
     /// A runsc pod in a pod cgroup with a memory limit (as kubelet makes it): an app
     /// container allocating past it is reported exited 137 with reason OOMKilled, its
     /// TaskOOM before its TaskExit; a container that had already exited keeps its exit 0,
@@ -555,43 +540,3 @@ gv_test!(
         assert!(left.is_empty(), "pod cgroups left: {left:?}");
     }
 );
-
-/// Creates and starts one more container in the running pod `pod_id`.
-fn start_in_pod(
-    api: &Api,
-    pod_id: &str,
-    config: &PodSandboxConfig,
-    c: ContainerConfig,
-    guard: &mut PodGuard,
-) -> String {
-    let name = c
-        .metadata
-        .as_ref()
-        .map(|m| m.name.clone())
-        .unwrap_or_default();
-    let cid = api
-        .call(
-            "CreateContainer",
-            60 * SEC,
-            api.cri()
-                .create_container(k8s_cri::v1::CreateContainerRequest {
-                    pod_sandbox_id: pod_id.into(),
-                    config: Some(c),
-                    sandbox_config: Some(config.clone()),
-                }),
-        )
-        .unwrap_or_else(|s| panic!("CreateContainer({name}) in runsc pod {pod_id}: {s}"))
-        .into_inner()
-        .container_id;
-    guard.containers.push(cid.clone());
-    api.call(
-        "StartContainer",
-        60 * SEC,
-        api.cri()
-            .start_container(k8s_cri::v1::StartContainerRequest {
-                container_id: cid.clone(),
-            }),
-    )
-    .unwrap_or_else(|s| panic!("StartContainer({name} = {cid}): {s}"));
-    cid
-}

@@ -13,21 +13,6 @@ use std::os::unix::ffi::OsStringExt;
 use std::path::Path;
 use std::process::{Command, Stdio};
 
-/// One `#[test]`, for our shim only: `<name>::robust`.
-macro_rules! robust_test {
-    ($name:ident, limit = $secs:expr, |$shim:ident| $body:block) => {
-        pub mod $name {
-            #[allow(unused_imports)]
-            use super::*;
-            fn body($shim: Shim) $body
-            #[test]
-            fn robust() {
-                run_case(module_path!(), Shim::Robust, $secs, body)
-            }
-        }
-    };
-}
-
 /// What one run of the shim binary did.
 struct Run {
     line: String,

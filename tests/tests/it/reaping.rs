@@ -21,8 +21,8 @@ use std::time::Instant;
 const STOP_GRACE: Duration = Duration::from_secs(2);
 const KILL_GRACE: Duration = Duration::from_secs(1);
 
-/// One `#[test]`, for our shim only: `<name>::robust`.
-macro_rules! robust_test {
+/// One `#[test]`, for our shim only, run in the case's namespace: `<name>::robust`.
+macro_rules! robust_ns_test {
     ($name:ident, limit = $secs:expr, |$shim:ident| $body:block) => {
         pub mod $name {
             #[allow(unused_imports)]
@@ -145,7 +145,7 @@ fn assert_only_descendants(
 // 1. 50 execs of a missing binary (and 5 with a missing cwd) in a running container: each
 //    fails with the runtime's message naming it; afterwards no zombie, no stray process,
 //    the shim's fd count flat.
-robust_test!(exec_missing_binary_50, limit = 180, |shim| {
+robust_ns_test!(exec_missing_binary_50, limit = 180, |shim| {
     let id = unique_id("exec-missing", shim);
     let dir = TempDir::new(&id);
     let cfg = escalation_toml(&dir);
@@ -245,7 +245,7 @@ robust_test!(exec_missing_binary_50, limit = 180, |shim| {
 
 // 2. Creates with a missing executable, in the shim of a running peer: each fails with the
 //    runtime's message; no zombie, no mount, no runc state, no cgroup, fds flat.
-robust_test!(create_missing_binary, limit = 180, |shim| {
+robust_ns_test!(create_missing_binary, limit = 180, |shim| {
     let peer = unique_id("create-missing-peer", shim);
     let dir = TempDir::new(&peer);
     let cfg = escalation_toml(&dir);
@@ -330,7 +330,7 @@ const REAPING_INIT: &str = "trap 'exit 0' TERM; while :; do sleep 5 & wait; done
 // 3. An exec that orphans its children (`sleep 1 & sleep 1 & (sleep 2 &); exit 0`): in the
 //    host's pid namespace the shim adopts them (child subreaper) and must reap them; in
 //    the container's pid namespace the container's init adopts them. No zombie afterwards.
-robust_test!(orphans_in_exec, limit = 120, |shim| {
+robust_ns_test!(orphans_in_exec, limit = 120, |shim| {
     let h = unique_id("orphans-hostpid", shim);
     let n = unique_id("orphans-pidns", shim);
     let dir = TempDir::new(&h);
@@ -409,7 +409,7 @@ robust_test!(orphans_in_exec, limit = 120, |shim| {
 // 4. An init that double-forks daemons: in the host pid namespace the shim adopts and
 //    reaps them; in the container's, its init does. A host-pid init that double-forked a
 //    daemon is killed: the daemon dies before the task is STOPPED, the shim reaps it.
-robust_test!(double_fork_init, limit = 120, |shim| {
+robust_ns_test!(double_fork_init, limit = 120, |shim| {
     let h = unique_id("dfork-hostpid", shim);
     let n = unique_id("dfork-pidns", shim);
     let d = unique_id("dfork-exits", shim);
