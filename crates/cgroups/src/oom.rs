@@ -265,7 +265,10 @@ enum Step {
 /// The watcher thread.
 fn run(shared: &Shared, sink: &Sender<String>) {
     let mut events = [EpollEvent::empty(); 32];
-    while !matches!(step(shared, sink, &mut events, PollTimeout::NONE), Step::Stop) {}
+    while !matches!(
+        step(shared, sink, &mut events, PollTimeout::NONE),
+        Step::Stop
+    ) {}
     shared.running.store(false, Ordering::SeqCst);
 }
 
