@@ -6,11 +6,12 @@
 //! - [`events::Publisher`] forwards task events to containerd, in order,
 //!   with retry.
 //! - [`stdio`] copies between the container and containerd's FIFOs without
-//!   ever blocking the daemon.
+//!   ever blocking the daemon, on the daemon's [`event_loop`].
 #![deny(unsafe_code)]
 
 pub mod container;
 pub mod error;
+pub mod event_loop;
 pub mod events;
 pub mod process;
 mod pty;
