@@ -260,3 +260,115 @@ fn a_late_reader_of_the_fifo_still_gets_the_output() {
     assert_eq!(got, b"/dev/pts/0\r\n");
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// All copies share one loop: a copy whose destination nobody reads waits
+/// without holding up another process's copy.
+#[test]
+fn a_stuck_copy_does_not_hold_up_the_others() {
+    let (stuck_r, mut stuck_w) = pipe();
+    let (_nobody, stuck_dst) = pipe();
+    let d1 = drain(Duration::from_millis(300));
+    let stuck = spawn_copy_out(stuck_r, stuck_dst, d1.clone()).unwrap();
+    // Fills both pipes; the copy then waits on its destination.
+    let filler = std::thread::spawn(move || {
+        let _ = stuck_w.write_all(&vec![b'x'; 256 * 1024]);
+    });
+    std::thread::sleep(Duration::from_millis(100));
+
+    let (src_r, mut src_w) = pipe();
+    let (dst_r, dst_w) = pipe();
+    let d2 = drain(Duration::from_secs(30));
+    let other = spawn_copy_out(src_r, dst_w, d2.clone()).unwrap();
+    let reader = collect(dst_r);
+    let data: Vec<u8> = (0..1_000_000u32).map(|i| (i % 253) as u8).collect();
+    src_w.write_all(&data).unwrap();
+    drop(src_w);
+    assert_eq!(other.join().unwrap(), CopyEnd::Done);
+    assert_eq!(reader.join().unwrap(), data);
+
+    d1.exited.write(1).unwrap();
+    assert_eq!(stuck.join().unwrap(), CopyEnd::Bound);
+    filler.join().unwrap();
+}
+
+/// A terminal is no pipe: its output is copied through a buffer (splice
+/// refuses it), and the copy ends when the last slave closes.
+#[test]
+fn terminal_output_is_copied_and_ends_when_the_slave_closes() {
+    let pty = nix::pty::openpty(None, None).unwrap();
+    let master = File::from(pty.master);
+    let mut slave = File::from(pty.slave);
+    let (dst_r, dst_w) = pipe();
+    let d = drain(Duration::from_secs(30));
+    let copier = spawn_copy_out(master, dst_w, d.clone()).unwrap();
+    let reader = collect(dst_r);
+    slave.write_all(b"hello from the tty\n").unwrap();
+    drop(slave);
+    assert_eq!(copier.join().unwrap(), CopyEnd::Done);
+    let got = reader.join().unwrap();
+    // The line discipline turns \n into \r\n.
+    assert_eq!(got, b"hello from the tty\r\n");
+}
+
+/// stdin into a terminal: what the client writes reaches the process
+/// reading the slave.
+#[test]
+fn stdin_reaches_a_terminal() {
+    let dir = std::env::temp_dir().join(format!("robust-stdin-tty-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let fifo = dir.join("stdin");
+    nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+    let pty = nix::pty::openpty(None, None).unwrap();
+    let master = File::from(pty.master);
+    let mut slave = File::from(pty.slave);
+    let stop = Arc::new(eventfd().unwrap());
+    let copier = spawn_copy_in(fifo.to_str().unwrap(), master, stop.clone(), "c1").unwrap();
+    let mut wr = OpenOptions::new().write(true).open(&fifo).unwrap();
+    wr.write_all(b"typed\n").unwrap();
+    let mut got = [0u8; 6];
+    slave.read_exact(&mut got).unwrap();
+    assert_eq!(&got, b"typed\n");
+    stop.write(1).unwrap();
+    drop(wr);
+    copier.join().unwrap();
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// A `file://` log: a regular file opened for appending (epoll refuses it,
+/// splice refuses O_APPEND), copied through the buffer.
+#[test]
+fn output_to_a_file_uri_is_appended() {
+    let dir = std::env::temp_dir().join(format!("robust-file-out-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("sub").join("out.log");
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    std::fs::write(&path, b"old\n").unwrap();
+    let dst = super::open_output(&format!("file://{}", path.display())).unwrap();
+    let (src_r, mut src_w) = pipe();
+    let d = drain(Duration::from_secs(30));
+    let copier = spawn_copy_out(src_r, dst, d).unwrap();
+    src_w.write_all(b"new line\n").unwrap();
+    drop(src_w);
+    assert_eq!(copier.join().unwrap(), CopyEnd::Done);
+    assert_eq!(std::fs::read(&path).unwrap(), b"old\nnew line\n");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// CloseIO before any writer opened the FIFO: the process's stdin is
+/// closed at once (it reads EOF).
+#[test]
+fn close_stdin_without_a_writer_closes_the_process_stdin() {
+    let dir = std::env::temp_dir().join(format!("robust-stdin-none-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let fifo = dir.join("stdin");
+    nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+    let (r, w) = pipe();
+    let stop = Arc::new(eventfd().unwrap());
+    let copier = spawn_copy_in(fifo.to_str().unwrap(), w, stop.clone(), "c1").unwrap();
+    let reader = collect(r);
+    std::thread::sleep(Duration::from_millis(100));
+    stop.write(1).unwrap();
+    copier.join().unwrap();
+    assert_eq!(reader.join().unwrap(), b"");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
