@@ -70,7 +70,7 @@ impl Service {
         shutdown: Sender<()>,
     ) -> Service {
         let (oom_tx, oom_rx) = std::sync::mpsc::channel::<String>();
-        let oom = match robust_cgroups::OomWatcher::new(oom_tx) {
+        let oom = match crate::event_loop::watch_ooms(oom_tx) {
             Ok(w) => Some(w),
             Err(e) => {
                 log::warn!(
