@@ -432,8 +432,9 @@ pub fn global() -> std::io::Result<&'static EventLoop> {
     Ok(GLOBAL.get_or_init(|| lp))
 }
 
-/// A task that calls `f` whenever `fd` is readable, for as long as `f`
-/// returns true (the reaper's SIGCHLD pipe, the OOM watcher's epoll).
+/// A task that calls `f(&fd)` whenever `fd` is readable (and once at the
+/// start), for as long as `f` returns true (the reaper's SIGCHLD, the OOM
+/// watcher's epoll, the daemon's signals).
 pub struct OnReadable<F, Fd> {
     fd: Fd,
     f: F,
@@ -441,7 +442,7 @@ pub struct OnReadable<F, Fd> {
 
 impl<F, Fd> OnReadable<F, Fd>
 where
-    F: FnMut() -> bool + Send,
+    F: FnMut(&Fd) -> bool + Send,
     Fd: AsFd + Send,
 {
     pub fn new(fd: Fd, f: F) -> OnReadable<F, Fd> {
@@ -451,7 +452,7 @@ where
 
 impl<F, Fd> Task for OnReadable<F, Fd>
 where
-    F: FnMut() -> bool + Send,
+    F: FnMut(&Fd) -> bool + Send,
     Fd: AsFd + Send,
 {
     fn run(&mut self, cx: &mut Cx<'_>) -> Poll {
@@ -466,7 +467,7 @@ where
             }
         }
         // Also at the start: what happened before it was watched.
-        if (self.f)() {
+        if (self.f)(&self.fd) {
             Poll::Pending
         } else {
             Poll::Done
@@ -488,8 +489,7 @@ pub fn watch_ooms(
     };
     let (watcher, events) = robust_cgroups::OomWatcher::polled(sink)?;
     let lp = global().map_err(loop_error)?;
-    let fd = events.clone();
-    lp.add(Box::new(OnReadable::new(fd, move || events.dispatch())))
+    lp.add(Box::new(OnReadable::new(events, |e| e.dispatch())))
         .map_err(loop_error)?;
     Ok(watcher)
 }
