@@ -16,9 +16,14 @@
 //! task does may block: every fd is non-blocking, and a task that has
 //! something slow to do hands it to a thread.
 //!
-//! Interest is level-triggered: a task that stops wanting an fd unwatches
-//! it (an fd left registered with no interest would still report a hangup,
-//! for ever).
+//! Interest is level-triggered ([`Interest::Read`], [`Interest::Write`]):
+//! a task that stops wanting an fd unwatches it (an fd left registered with
+//! no interest would still report a hangup, for ever). A task that moves a
+//! stream between two fds watches its source [`Interest::ReadEdge`] and its
+//! destination [`Interest::WriteEdge`] instead: it then hears of every
+//! change of either side without re-registering anything (no `epoll_ctl`
+//! per chunk), and must go on until its reads or writes say `EAGAIN` (or
+//! ask for an immediate rerun with a deadline of now).
 //!
 //! The daemon runs the process-wide loop ([`global`]) on its main thread
 //! ([`EventLoop::claim`], then [`EventLoop::run_until`]). Anywhere else
@@ -52,6 +57,11 @@ const WAKER: u64 = 0;
 pub enum Interest {
     Read,
     Write,
+    /// Edge-triggered: reported once each time reading becomes possible
+    /// (or the fd hangs up).
+    ReadEdge,
+    /// Edge-triggered: reported once each time writing becomes possible.
+    WriteEdge,
 }
 
 impl Interest {
@@ -59,6 +69,10 @@ impl Interest {
         match self {
             Interest::Read => EpollFlags::EPOLLIN | EpollFlags::EPOLLRDHUP,
             Interest::Write => EpollFlags::EPOLLOUT,
+            Interest::ReadEdge => {
+                EpollFlags::EPOLLIN | EpollFlags::EPOLLRDHUP | EpollFlags::EPOLLET
+            }
+            Interest::WriteEdge => EpollFlags::EPOLLOUT | EpollFlags::EPOLLET,
         }
     }
 }

@@ -315,12 +315,22 @@ impl CopyOut {
                 );
             }
         }
-        if let Err(e) = cx.watch(SRC, self.src.as_fd(), Interest::Read) {
+        // Both sides edge-triggered: the copy hears of data and of room
+        // without re-registering either (epoll reports an fd that is ready
+        // already as soon as it is added).
+        let mut watched = cx.watch(SRC, self.src.as_fd(), Interest::ReadEdge);
+        if self.dst_pollable {
+            watched = watched.and_then(|()| cx.watch(DST, self.dst.as_fd(), Interest::WriteEdge));
+        }
+        if let Err(e) = watched {
             return self.ended(cx, CopyEnd::Done, &format!("watch: {e}"));
         }
         Poll::Pending
     }
 
+    /// Move bytes until one side says `EAGAIN` (its next edge brings the
+    /// copy back) or the budget of this run is spent (then it runs again
+    /// at once, after the loop served the others).
     fn pump(&mut self, cx: &mut Cx<'_>) -> Poll {
         if self.stop_at.is_some_and(|t| cx.now() >= t) {
             return self.ended(cx, CopyEnd::Bound, "drain-bound");
@@ -330,31 +340,17 @@ impl CopyOut {
                 Moved::Bytes(n) => self.copied += n as u64,
                 Moved::Eof => return self.ended(cx, CopyEnd::Done, "eof"),
                 Moved::Failed(why) => return self.ended(cx, CopyEnd::Done, &quote(why)),
-                Moved::SrcEmpty => return self.wait(cx, SRC),
                 Moved::DstFull if !self.dst_pollable => {
                     return self.ended(cx, CopyEnd::Done, "write-would-block")
                 }
-                Moved::DstFull => return self.wait(cx, DST),
+                Moved::SrcEmpty | Moved::DstFull => {
+                    cx.set_deadline(self.stop_at);
+                    return Poll::Pending;
+                }
             }
         }
+        cx.set_deadline(Some(cx.now()));
         Poll::Pending
-    }
-
-    /// Wait for the source (`SRC`) or the destination (`DST`) only: the
-    /// other one may be ready meanwhile (a source that hung up stays
-    /// readable) and must not wake the loop.
-    fn wait(&mut self, cx: &mut Cx<'_>, on: u8) -> Poll {
-        let res = if on == SRC {
-            cx.unwatch(DST);
-            cx.watch(SRC, self.src.as_fd(), Interest::Read)
-        } else {
-            cx.unwatch(SRC);
-            cx.watch(DST, self.dst.as_fd(), Interest::Write)
-        };
-        match res {
-            Ok(()) => Poll::Pending,
-            Err(e) => self.ended(cx, CopyEnd::Done, &format!("watch: {e}")),
-        }
     }
 
     fn ended(&mut self, cx: &mut Cx<'_>, end: CopyEnd, why: &str) -> Poll {
@@ -423,20 +419,14 @@ impl Task for CopyOut {
                 // at the bound, whichever comes first.
                 let at = cx.now() + self.drain.bound;
                 self.stop_at = Some(at);
-                cx.set_deadline(Some(at));
+                if cx.deadline().is_none() {
+                    cx.set_deadline(Some(at));
+                }
                 cx.unwatch(SIGNAL);
                 self.exited = None;
                 Poll::Pending
             }
-            Why::Ready(_) => self.pump(cx),
-            Why::Deadline => {
-                if self.stop_at.is_some_and(|t| cx.now() >= t) {
-                    self.ended(cx, CopyEnd::Bound, "drain-bound")
-                } else {
-                    cx.set_deadline(self.stop_at);
-                    Poll::Pending
-                }
-            }
+            Why::Ready(_) | Why::Deadline => self.pump(cx),
         }
     }
 }
@@ -465,6 +455,7 @@ pub(super) fn spawn_copy_in(
         stop,
         mover: Mover::Splice,
         closing: false,
+        writer_came: false,
         id: id.to_string(),
         report,
     }))?;
@@ -478,15 +469,23 @@ struct CopyIn {
     mover: Mover,
     /// CloseIO (or the exit) came: hand over what the FIFO holds, then end.
     closing: bool,
+    /// The FIFO reported something: a writer came. Before that a read says
+    /// EOF (no writer) and means nothing, so the copy reads only after it
+    /// (or after CloseIO).
+    writer_came: bool,
     id: String,
     report: Report<()>,
 }
 
 impl CopyIn {
+    /// As the output copy's pump: until `EAGAIN` on a side, or the budget.
     fn pump(&mut self, cx: &mut Cx<'_>) -> Poll {
+        if !self.writer_came && !self.closing {
+            return Poll::Pending;
+        }
         for _ in 0..BUDGET {
-            let next = match self.mover.step(&self.src, &self.dst) {
-                Moved::Bytes(_) => continue,
+            match self.mover.step(&self.src, &self.dst) {
+                Moved::Bytes(_) => {}
                 Moved::Eof => return self.ended(),
                 Moved::Failed(why) => {
                     log::debug!(
@@ -498,25 +497,10 @@ impl CopyIn {
                 }
                 // The client is done writing and the FIFO is empty.
                 Moved::SrcEmpty if self.closing => return self.ended(),
-                Moved::SrcEmpty => {
-                    cx.unwatch(DST);
-                    cx.watch(SRC, self.src.as_fd(), Interest::Read)
-                }
-                Moved::DstFull => {
-                    cx.unwatch(SRC);
-                    cx.watch(DST, self.dst.as_fd(), Interest::Write)
-                }
-            };
-            if let Err(e) = next {
-                log::debug!(
-                    "msg=\"stdin copy ended\" id={} error={}",
-                    self.id,
-                    quote(format!("watch: {e}"))
-                );
-                return self.ended();
+                Moved::SrcEmpty | Moved::DstFull => return Poll::Pending,
             }
-            return Poll::Pending;
         }
+        cx.set_deadline(Some(cx.now()));
         Poll::Pending
     }
 
@@ -539,7 +523,8 @@ impl Task for CopyIn {
                 }
                 let watched = cx
                     .watch(SIGNAL, self.stop.as_fd(), Interest::Read)
-                    .and_then(|()| cx.watch(SRC, self.src.as_fd(), Interest::Read));
+                    .and_then(|()| cx.watch(SRC, self.src.as_fd(), Interest::ReadEdge))
+                    .and_then(|()| cx.watch(DST, self.dst.as_fd(), Interest::WriteEdge));
                 if let Err(e) = watched {
                     log::warn!(
                         "msg=\"stdin copy cannot start\" id={} error={}",
@@ -556,6 +541,10 @@ impl Task for CopyIn {
                 // first; a FIFO no writer ever opened reads as EOF.
                 self.closing = true;
                 cx.unwatch(SIGNAL);
+                self.pump(cx)
+            }
+            Why::Ready(SRC) => {
+                self.writer_came = true;
                 self.pump(cx)
             }
             Why::Ready(_) | Why::Deadline => self.pump(cx),

@@ -372,3 +372,49 @@ fn close_stdin_without_a_writer_closes_the_process_stdin() {
     assert_eq!(reader.join().unwrap(), b"");
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// Until a client opens the stdin FIFO, reading it says EOF, which means
+/// nothing: the process's stdin stays open, and the FIFO keeps its reader
+/// (a client opening it later does not wait, and its bytes go through).
+#[test]
+fn stdin_waits_for_its_writer() {
+    let dir = std::env::temp_dir().join(format!("robust-stdin-wait-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let fifo = dir.join("stdin");
+    nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+    let (r, w) = pipe();
+    let stop = Arc::new(eventfd().unwrap());
+    let copier = spawn_copy_in(fifo.to_str().unwrap(), w, stop.clone(), "c1").unwrap();
+    std::thread::sleep(Duration::from_millis(200));
+    // The process's end: nothing to read, and no EOF.
+    nix::fcntl::fcntl(
+        r.as_raw_fd(),
+        nix::fcntl::FcntlArg::F_SETFL(nix::fcntl::OFlag::O_NONBLOCK),
+    )
+    .unwrap();
+    let mut buf = [0u8; 16];
+    let e = (&r).read(&mut buf).unwrap_err();
+    assert_eq!(
+        e.kind(),
+        std::io::ErrorKind::WouldBlock,
+        "stdin closed early"
+    );
+    // A non-blocking open for writing fails (ENXIO) unless a reader holds
+    // the FIFO: the copy still does.
+    let mut wr = OpenOptions::new()
+        .write(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(&fifo)
+        .expect("the copy let go of the stdin FIFO");
+    wr.write_all(b"late\n").unwrap();
+    drop(wr);
+    nix::fcntl::fcntl(
+        r.as_raw_fd(),
+        nix::fcntl::FcntlArg::F_SETFL(nix::fcntl::OFlag::empty()),
+    )
+    .unwrap();
+    let reader = collect(r);
+    copier.join().unwrap();
+    assert_eq!(reader.join().unwrap(), b"late\n");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
