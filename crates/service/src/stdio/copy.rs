@@ -160,6 +160,9 @@ enum Moved {
     SrcEmpty,
     /// The destination takes nothing now.
     DstFull,
+    /// One of the two (splice does not say which; the edges of both sides
+    /// bring the copy back, and `unread_bytes` of the source tells).
+    Blocked,
     /// An error ended the copy (EIO: the pty's last slave closed).
     Failed(String),
 }
@@ -184,9 +187,7 @@ impl Mover {
                     Ok(0) => Moved::Eof,
                     Ok(n) => Moved::Bytes(n),
                     Err(Errno::EINTR) => Moved::Bytes(0),
-                    // Either side: the source tells which.
-                    Err(Errno::EAGAIN) if unread_bytes(src) > 0 => Moved::DstFull,
-                    Err(Errno::EAGAIN) => Moved::SrcEmpty,
+                    Err(Errno::EAGAIN) => Moved::Blocked,
                     // Not two pipes (a terminal), or an appending file.
                     Err(Errno::EINVAL) => {
                         *self = Mover::Buffer {
@@ -343,7 +344,7 @@ impl CopyOut {
                 Moved::DstFull if !self.dst_pollable => {
                     return self.ended(cx, CopyEnd::Done, "write-would-block")
                 }
-                Moved::SrcEmpty | Moved::DstFull => {
+                Moved::SrcEmpty | Moved::DstFull | Moved::Blocked => {
                     cx.set_deadline(self.stop_at);
                     return Poll::Pending;
                 }
@@ -497,7 +498,10 @@ impl CopyIn {
                 }
                 // The client is done writing and the FIFO is empty.
                 Moved::SrcEmpty if self.closing => return self.ended(),
-                Moved::SrcEmpty | Moved::DstFull => return Poll::Pending,
+                Moved::Blocked if self.closing && unread_bytes(&self.src) == 0 => {
+                    return self.ended()
+                }
+                Moved::SrcEmpty | Moved::DstFull | Moved::Blocked => return Poll::Pending,
             }
         }
         cx.set_deadline(Some(cx.now()));
