@@ -16,10 +16,12 @@ use robust_cleanup::logfmt::quote;
 /// One RPC to run.
 pub type Job = Box<dyn FnOnce() + Send>;
 
-/// Threads a burst of calls may start (each call in flight holds one);
-/// beyond it calls wait for a thread to finish. Far above what a pod's
-/// calls need: a guard against a client that floods the daemon.
-pub const MAX_THREADS: usize = 256;
+/// Threads a burst of calls may start (each call in flight holds one, and
+/// a `Wait` holds one until its process exits); beyond it calls wait for a
+/// thread to finish. Far above what a pod's calls need (one `Wait` per
+/// process under CRI): only a guard against a client that floods the
+/// daemon, since calls queued behind `Wait`s could wait for ever.
+pub const MAX_THREADS: usize = 4096;
 
 /// A pool of threads for blocking calls. Clones share it.
 #[derive(Clone)]
