@@ -322,6 +322,9 @@ impl Forwarder {
             }
             let mut body = vec![0u8; mh.length as usize];
             self.stream
+                .set_read_timeout(Some(left()))
+                .map_err(|e| io_err("set timeout", e))?;
+            self.stream
                 .read_exact(&mut body)
                 .map_err(|e| io_err("receive", e))?;
             // Only our request is in flight; anything else is not ours.
