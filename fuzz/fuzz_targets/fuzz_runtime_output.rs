@@ -4,8 +4,8 @@
 //! the runtime's `--log` JSON lines
 //! (`last_log_error`) and the classification of its messages
 //! (`error::classify`), and the runtimes' own state files as a cleanup
-//! reads them: runc's `state.json` (`runc_state::parse_runc_state`) and
-//! runsc's `<id>_sandbox:<sandbox>.state` (`runsc::parse_state`). Every
+//! reads them: runc's `state.json` (`runc::state_file::parse_runc_state`)
+//! and runsc's `<id>_sandbox:<sandbox>.state` (`runsc::state::parse_state`). Every
 //! parser gets the whole input.
 //!
 //! Properties: no panic, no hang; the exit status of `wait` is 0..=255;
@@ -16,7 +16,8 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use robust_cleanup::{runc_state, runsc};
+use robust_runtime::runc::state_file as runc_state;
+use robust_runtime::runsc::state as runsc;
 use robust_runtime::{last_log_error, parse_ps, parse_state, parse_stats, parse_wait, ErrorKind};
 
 fuzz_target!(|data: &[u8]| {

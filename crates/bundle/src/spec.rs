@@ -25,8 +25,8 @@ pub struct SpecInfo {
     /// `linux.cgroupsPath`, if set.
     pub cgroups_path: Option<String>,
     /// An app container of a CRI pod ([`CONTAINER_TYPE`] set and not
-    /// `sandbox`). With runsc its host pid is the pod's sandbox, shared by
-    /// every container of the pod.
+    /// `sandbox`). In a runtime that runs a pod in one sandbox its host pid
+    /// is the pod's sandbox, shared by every container of the pod.
     pub pod_app: bool,
     /// The pod's sandbox id ([`SANDBOX_ID`]), as written (even empty).
     pub sandbox_id: Option<String>,
@@ -72,8 +72,8 @@ impl SpecInfo {
     }
 
     /// The pod's sandbox container, or the container itself: not an app
-    /// container of a pod. With runsc only this one owns the sandbox
-    /// process.
+    /// container of a pod. In a runtime that runs a pod in one sandbox only
+    /// this one owns the sandbox process.
     pub fn owns_sandbox(&self) -> bool {
         !self.pod_app
     }

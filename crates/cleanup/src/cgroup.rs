@@ -239,42 +239,11 @@ pub fn resolve_cgroups_path(
     Ok(Resolved::V1(out))
 }
 
-/// The text of `/proc/<pid>/stat`; `None` when the process is gone.
-pub fn proc_stat(pid: i32) -> Option<String> {
-    std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()
-}
-
-/// Field `n` of a `/proc/<pid>/stat` text, counted from 1 as in proc(5),
-/// for `n` from 3 (the state) on. The comm (field 2) may hold spaces and
-/// parentheses: the fields are counted from its last `)`.
-pub fn stat_field(stat: &str, n: usize) -> Option<&str> {
-    let close = stat.rfind(')')?;
-    stat[close + 1..].split_whitespace().nth(n.checked_sub(3)?)
-}
-
-/// The start time of a process (field 22 of `/proc/<pid>/stat`, clock
-/// ticks since boot): with the pid, it names one process for good.
-pub fn proc_start_time(pid: i32) -> Option<u64> {
-    parse_start_time(&proc_stat(pid)?)
-}
-
-/// Field 22 (starttime) of a `/proc/<pid>/stat` text; `None` when it is
-/// not there or not a number.
-pub fn parse_start_time(stat: &str) -> Option<u64> {
-    stat_field(stat, 22)?.parse().ok()
-}
-
-/// Whether a pid is a live process (not a zombie).
-pub fn pid_alive(pid: i32) -> bool {
-    if pid <= 0 {
-        return false;
-    }
-    let Some(s) = proc_stat(pid) else {
-        return false;
-    };
-    let state = stat_field(&s, 3).unwrap_or("X");
-    state != "Z" && state != "X"
-}
+// The /proc facts of a process are the runtime crate's (its families
+// check the processes they started); cleanup reads them through here.
+pub use robust_runtime::procfs::{
+    parse_start_time, pid_alive, proc_start_time, proc_stat, stat_field,
+};
 
 /// Thaw a frozen cgroup, waiting at most `bound` (the cgroups crate waits
 /// up to 5 s: too long inside containerd's cleanup kill).

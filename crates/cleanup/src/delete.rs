@@ -27,14 +27,15 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant, SystemTime};
 
 use robust_bundle::{self as bundle, check_bundle_path, read_inputs, BundleInputs, Input};
-use robust_config::{ids, ConfigError, RuntimeKind};
+use robust_config::{ids, ConfigError};
 use robust_reaper::Reaper;
-use robust_runtime::{Deadlines, ErrorKind, Runc, RuncConfig, RuntimeError};
+use robust_runtime::delete::{self as policy, DeleteHow, Deleted};
+use robust_runtime::{ContainerRuntime, RuntimeError, RuntimeSpec, StateRecord};
+use std::sync::Arc;
 
 use crate::cgroup::{self as cg, join_pids, pid_alive};
 use crate::mount;
 use crate::owner::{self, OwnerRecord};
-use crate::runc_state::{self, RuncStateFile};
 use crate::runtime_choice::{self, choose_runtime, RuntimeChoice};
 
 /// Exit status reported for a container whose shim died: SIGKILL.
@@ -236,24 +237,15 @@ fn bounded<T: Send + 'static>(
     rx.recv_timeout(limit).ok()
 }
 
-fn runc_for(choice: &RuntimeChoice, deadline: Duration, reaper: &Reaper) -> Runc {
-    let global_flags = match choice.kind() {
-        RuntimeKind::Runsc => choice.config.runsc_flags(),
-        RuntimeKind::Runc => Vec::new(),
-    };
-    Runc::new(
-        RuncConfig {
-            binary: PathBuf::from(&choice.config.runtime.binary),
-            root: choice.root.clone(),
-            systemd_cgroup: choice.config.runtime.systemd_cgroup,
-            global_flags,
-            deadlines: Deadlines {
-                per_verb: Default::default(),
-                default: deadline,
-            },
-        },
-        reaper.clone(),
-    )
+/// The chosen runtime, every call under `deadline`.
+fn runtime_for(
+    choice: &RuntimeChoice,
+    deadline: Duration,
+    reaper: &Reaper,
+) -> Arc<dyn ContainerRuntime> {
+    RuntimeSpec::new(&choice.config, choice.root.clone())
+        .with_deadline(deadline)
+        .open(reaper.clone())
 }
 
 /// Where runc state of this container may be, beyond the usual roots:
@@ -274,7 +266,7 @@ fn scan_for_roots(dir: &Path, ns: &str, id: &str, bundle: &Path) -> Vec<PathBuf>
     };
     let check = |parent: &Path, out: &mut Vec<PathBuf>| {
         let st = parent.join(ns).join(id);
-        if let Some(s) = runc_state::read_runc_state(&st) {
+        if let Some(s) = robust_runtime::runc::state_file::read_runc_state(&st) {
             if s.bundle.as_deref() == Some(bundle) && !out.iter().any(|p| p == parent) {
                 out.push(parent.to_path_buf());
             }
@@ -351,19 +343,16 @@ pub fn delete_bundle(req: &DeleteRequest, reaper: &Reaper) -> Result<DeleteOutco
         note_secondary_inputs(&inputs, &mut notes);
     }
 
-    // runc's own record of the container.
-    let state_dir = choice.state_dir(id);
-    let mut state_file = match choice.kind() {
-        RuntimeKind::Runc => runc_state::read_runc_state(&state_dir),
-        RuntimeKind::Runsc => None,
-    };
+    // The runtime, for what its family leaves (its calls are opened with
+    // their own capped deadlines).
+    let rt = runtime_for(&choice, lim.runtime_call, reaper);
+    let left = rt.leftovers();
+    // The runtime's own record of the container, when it keeps one.
+    let mut state_file = left.state_record(id);
     let mut skip_runtime = false;
     // Whether the runtime still holds the container: after a normal Task
     // Delete it does not (the shim deleted it), after a dead shim it does.
-    let runtime_held = match choice.kind() {
-        RuntimeKind::Runc => std::fs::symlink_metadata(&state_dir).is_ok(),
-        RuntimeKind::Runsc => crate::runsc::has_state(&choice.root, id),
-    };
+    let runtime_held = left.has_state(id);
     if let Some(other) = state_file
         .as_ref()
         .and_then(|s| s.bundle.clone())
@@ -372,7 +361,7 @@ pub fn delete_bundle(req: &DeleteRequest, reaper: &Reaper) -> Result<DeleteOutco
         notes.assume(
             format!(
                 "runtime state {} belongs to bundle {}",
-                state_dir.display(),
+                left.describe_state(id),
                 other.display()
             ),
             "left alone: it is another container of the same id".into(),
@@ -392,7 +381,7 @@ pub fn delete_bundle(req: &DeleteRequest, reaper: &Reaper) -> Result<DeleteOutco
                         .as_ref()
                         .map(|s| s.init_pid)
                         .filter(|p| *p > 0)
-                        .map(|p| (p, "runc state.json"))
+                        .map(|p| (p, "the runtime's state file"))
                 })
                 .unwrap_or((0, "nowhere: reporting pid 0"));
             if present {
@@ -428,18 +417,18 @@ pub fn delete_bundle(req: &DeleteRequest, reaper: &Reaper) -> Result<DeleteOutco
             None
         }
     };
-    // With runsc every container of a pod has the pod sandbox's host pid: an
-    // app container's delete must never kill it (that ended the whole pod,
-    // containerd 1.6 to 2.1 running this delete after every app container's
-    // task delete of a grouped shim). Only a container whose spec says it owns
-    // its sandbox may; without a readable spec, runsc's own state decides
-    // (`runsc::kill_host_processes` in the runtime delete).
-    let shared_pid =
-        choice.kind() == RuntimeKind::Runsc && !matches!(&inputs.spec, Input::Ok(s) if !s.pod_app);
+    // A container in its pod's sandbox has the sandbox's host pid: its
+    // delete must never kill it (that ended the whole pod, containerd 1.6 to
+    // 2.1 running this delete after every app container's task delete of a
+    // grouped shim). Only a container whose spec says it owns its sandbox
+    // may; without a readable spec, the family decides where it runs (and
+    // its leftovers, in the runtime delete, which host processes go).
+    let pod_app = inputs.spec.ok().map(|s| s.pod_app);
+    let shared_pid = !rt.placement(pod_app).is_own();
     let confirmed = !shared_pid && confirm_pid(pid, record.as_ref(), state_file.as_ref());
     if pid > 0 && pid_alive(pid) && shared_pid {
         log::info!(
-            "msg=\"cleanup: the init pid is the pod's runsc sandbox; not killed for this container\" id={id} pid={pid}"
+            "msg=\"cleanup: the init pid is the pod's sandbox; not killed for this container\" id={id} pid={pid}"
         );
     } else if pid > 0 && pid_alive(pid) && !confirmed {
         notes.assume(
@@ -460,15 +449,17 @@ pub fn delete_bundle(req: &DeleteRequest, reaper: &Reaper) -> Result<DeleteOutco
         }
         Err(owner::NotProven::Unproven(why)) => {
             // It matters only while something of the container may still
-            // run; after a normal Task Delete (a gVisor app container,
-            // which never owns a cgroup) it is no news.
+            // run; after a normal Task Delete (a container of a pod sandbox,
+            // which never owns a cgroup) it is no news. (Such a container's
+            // recorded init is the pod's sandbox, alive as long as the pod:
+            // it says nothing about this container.)
             let left = record
                 .as_ref()
                 .map(OwnerRecord::pids_now)
                 .unwrap_or_default();
             let may_run = runtime_held
                 || !left.is_empty()
-                || record.as_ref().is_some_and(OwnerRecord::init_alive);
+                || record.as_ref().is_some_and(OwnerRecord::owns_live_init);
             log::log!(
                 if may_run { log::Level::Warn } else { log::Level::Info },
                 "msg=\"cleanup: not killing through the cgroup: not provably the container's alone\" id={id} why={} left_alone={}",
@@ -500,9 +491,9 @@ pub fn delete_bundle(req: &DeleteRequest, reaper: &Reaper) -> Result<DeleteOutco
     let mut runtime_err = None;
     if !skip_runtime {
         if runtime_held {
-            found.push(format!("runtime state ({})", choice.kind()));
+            found.push(format!("runtime state ({})", rt.family()));
         }
-        runtime_err = runtime_delete(&choice, id, &bundle, &budget, &lim, reaper);
+        runtime_err = runtime_delete(&choice, rt.as_ref(), id, &bundle, &budget, &lim, reaper);
     }
 
     // --- kill what is left ----------------------------------------------
@@ -545,30 +536,17 @@ pub fn delete_bundle(req: &DeleteRequest, reaper: &Reaper) -> Result<DeleteOutco
             remains.push(format!("live process: init pid {pid}"));
         }
     }
-    // runc did not finish its delete in time (a loaded node), but nothing
-    // of the container runs any more: what runc would still remove is its
-    // state dir, so remove that (without following symlinks).
-    if runtime_err.is_some()
-        && choice.kind() == RuntimeKind::Runc
-        && cgroup_empty
-        && !(pid > 0 && pid_alive(pid) && confirmed)
-        && !record.as_ref().is_some_and(OwnerRecord::owns_live_init)
-        && std::fs::symlink_metadata(&state_dir).is_ok()
-    {
-        match bundle::remove_tree_one_fs(&state_dir) {
-            Ok(()) => {
-                log::warn!(
-                    "msg=\"cleanup: runc could not delete in time; removed its state of the dead container by hand\" id={id} dir={} runtime_error={}",
-                    q(state_dir.display()),
-                    q(runtime_err.as_deref().unwrap_or_default())
-                );
-                runtime_err = None;
-            }
-            Err(e) => log::warn!(
-                "msg=\"cleanup: cannot remove runc's state dir\" id={id} dir={} error={}",
-                q(state_dir.display()),
-                q(&e)
-            ),
+    // The runtime did not finish its delete in time (a loaded node): its
+    // family removes the state by hand once nothing it describes runs any
+    // more (for runc: the cgroup is empty and no confirmed init lives).
+    if let Some(e) = runtime_err.clone() {
+        let nothing_alive = cgroup_empty
+            && !(pid > 0 && pid_alive(pid) && confirmed)
+            && !record.as_ref().is_some_and(OwnerRecord::owns_live_init);
+        match left.forget_dead(id, nothing_alive, &e) {
+            Ok(true) => runtime_err = None,
+            Ok(false) => {}
+            Err(why) => runtime_err = Some(format!("{e}; {why}")),
         }
     }
 
@@ -647,30 +625,14 @@ pub fn delete_bundle(req: &DeleteRequest, reaper: &Reaper) -> Result<DeleteOutco
     }
 
     // --- runtime state left? ----------------------------------------------
-    if !skip_runtime {
-        match choice.kind() {
-            RuntimeKind::Runc => {
-                if std::fs::symlink_metadata(&state_dir).is_ok() {
-                    remains.push(format!(
-                        "runtime state {} ({})",
-                        state_dir.display(),
-                        runtime_err
-                            .clone()
-                            .unwrap_or_else(|| "still there after the runtime's delete".into())
-                    ));
-                }
-            }
-            RuntimeKind::Runsc => {
-                if let Some(e) = &runtime_err {
-                    remains.push(format!("runtime state (runsc): {e}"));
-                } else if crate::runsc::has_state(&choice.root, id) {
-                    remains.push(format!(
-                        "runtime state (runsc) under {}: still there after the runtime's delete",
-                        choice.root.display()
-                    ));
-                }
-            }
-        }
+    if !skip_runtime && left.has_state(id) {
+        remains.push(format!(
+            "runtime state {} ({})",
+            left.describe_state(id),
+            runtime_err
+                .clone()
+                .unwrap_or_else(|| "still there after the runtime's delete".into())
+        ));
     }
 
     let outcome = DeleteOutcome {
@@ -749,10 +711,10 @@ fn pid_from_runtime(
         lim.runtime_call.min(Duration::from_secs(1)),
         reserve,
     );
-    let runc = runc_for(choice, d, reaper);
+    let rt = runtime_for(choice, d, reaper);
     let idc = id.to_string();
     match bounded("runtime-state", d + Duration::from_millis(300), move || {
-        runc.state(&idc)
+        rt.state(&idc)
     }) {
         Some(Ok(s)) if s.pid > 0 => Some(s.pid),
         Some(Ok(_)) => None,
@@ -771,7 +733,7 @@ fn pid_from_runtime(
 /// the ones the shim recorded at create, or the ones in the runtime's own
 /// state of this bundle. A cgroup path read from `config.json` proves
 /// nothing (a hand-made bundle can name anyone's).
-fn confirm_pid(pid: i32, record: Option<&OwnerRecord>, state: Option<&RuncStateFile>) -> bool {
+fn confirm_pid(pid: i32, record: Option<&OwnerRecord>, state: Option<&StateRecord>) -> bool {
     if pid <= 0 || !pid_alive(pid) {
         return false;
     }
@@ -810,116 +772,69 @@ fn remove_cgroup_dirs(dirs: &[PathBuf], id: &str) {
     }
 }
 
-/// `runtime delete --force`; `None` when the container is gone from the
-/// runtime, else why it may not be.
+/// The runtime's delete by the shared policy (`robust_runtime::delete`),
+/// each call capped by the budget; `None` when the container is gone from
+/// the runtime, else why it may not be.
 fn runtime_delete(
     choice: &RuntimeChoice,
+    rt: &dyn ContainerRuntime,
     id: &str,
     bundle: &Path,
     budget: &Budget,
     lim: &Limits,
     reaper: &Reaper,
 ) -> Option<String> {
-    // runsc's forced delete of a live ptrace sandbox alone takes ~1.3 s,
-    // more for a pod: give it more of the budget than runc needs.
-    let cap = match choice.kind() {
-        RuntimeKind::Runsc => lim.runtime_call.max(RUNSC_DELETE_CAP),
-        RuntimeKind::Runc => lim.runtime_call,
-    };
-    if choice.kind() == RuntimeKind::Runsc {
-        // End the sandbox (when this container owns it) and the gofer
-        // ourselves: runsc's own forced delete of a live sandbox is slow,
-        // and quick once they are gone.
-        let left = crate::runsc::kill_host_processes(&choice.root, id, bundle, lim.kill_wait);
-        if !left.is_empty() {
-            log::warn!(
-                "msg=\"cleanup: runsc host processes still alive after SIGKILL\" id={id} pids={left:?}"
-            );
-        }
+    let left = rt.leftovers();
+    // A family whose forced delete of a live container is slow (a ptrace
+    // sandbox's alone takes ~1.3 s) gets more of the budget.
+    let cap = lim.runtime_call.max(left.delete_floor());
+    // What the family keeps on the host besides the init is ended first:
+    // its delete is quick once those are gone.
+    let alive = left.end_host_processes(id, bundle, lim.kill_wait);
+    if !alive.is_empty() {
+        log::warn!(
+            "msg=\"cleanup: the runtime's host processes still alive after SIGKILL\" id={id} pids={}",
+            q(join_pids(&alive.iter().map(|p| *p as u32).collect::<Vec<_>>()))
+        );
     }
-    let call = |force: bool| -> Result<(), String> {
+    // Each call capped by what is left of the budget, on its own thread.
+    let mut call = |force: bool| -> Result<(), RuntimeError> {
         let d = budget.cap(
             "runtime delete",
             choice.config.timeouts.delete,
             cap,
             lim.unmount + lim.kill_wait,
         );
-        let runc = runc_for(choice, d, reaper);
+        let rt = runtime_for(choice, d, reaper);
         let idc = id.to_string();
-        match bounded(
+        bounded(
             "runtime-delete",
             d + Duration::from_millis(300),
-            move || runc.delete(&idc, force),
-        ) {
-            Some(Ok(())) => Ok(()),
-            Some(Err(e)) => Err(classify(&e)),
-            None => Err(format!("runtime delete {id}: no answer within {d:?}")),
-        }
+            move || rt.delete(&idc, force),
+        )
+        .unwrap_or(Err(RuntimeError::Timeout {
+            verb: "delete",
+            id: id.to_string(),
+            after: d,
+        }))
     };
-    let failed = match call(true) {
-        Ok(()) => {
+    let how = DeleteHow {
+        force: true,
+        retry_timeout: true,
+    };
+    match policy::delete_with(rt, id, bundle, how, &mut call) {
+        Ok(Deleted::Done) => {
             log::info!("msg=\"cleanup: deleted in the runtime\" id={id}");
             None
         }
-        Err(e) if e.starts_with("gone:") => {
+        Ok(Deleted::Gone(e)) => {
             log::info!(
                 "msg=\"cleanup: container already gone from the runtime\" id={id} said={}",
-                q(&e[5..])
+                q(&e)
             );
             None
         }
-        Err(e) if e.starts_with("not running:") => {
-            // runsc refuses to signal a created or stopped container: a
-            // plain delete removes it.
-            log::info!(
-                "msg=\"cleanup: runtime says not running; deleting without force\" id={id} said={}",
-                q(&e[12..])
-            );
-            match call(false) {
-                Ok(()) => None,
-                Err(e2) if e2.starts_with("gone:") => None,
-                Err(e2) => Some(e2),
-            }
-        }
-        Err(e) => {
-            log::warn!(
-                "msg=\"cleanup: runtime force delete failed; retrying once\" id={id} error={}",
-                q(&e)
-            );
-            // The first attempt has usually killed the sandbox: what is left
-            // is quick to delete (runsc: ~30 ms once the sandbox is dead).
-            match call(true) {
-                Ok(()) => None,
-                Err(e2) if e2.starts_with("gone:") => None,
-                Err(e2) => Some(e2),
-            }
-        }
-    };
-    if choice.kind() == RuntimeKind::Runsc {
-        crate::runsc::remove_orphan_locks(&choice.root, id);
-    }
-    match failed {
-        // runsc cut off at its deadline leaves its state files: once no
-        // process they name is alive, they are only files.
-        Some(e) if choice.kind() == RuntimeKind::Runsc => {
-            match crate::runsc::remove_dead_state(&choice.root, id) {
-                Ok(_) if !crate::runsc::has_state(&choice.root, id) => None,
-                Ok(_) => Some(e),
-                Err(why) => Some(format!("{e}; {why}")),
-            }
-        }
-        other => other,
-    }
-}
-
-/// Cap of one runsc delete call at cleanup (see `runtime_delete`).
-const RUNSC_DELETE_CAP: Duration = Duration::from_millis(2500);
-
-fn classify(e: &RuntimeError) -> String {
-    match e.kind() {
-        ErrorKind::NotFound => format!("gone:{e}"),
-        ErrorKind::NotRunning => format!("not running:{e}"),
-        ErrorKind::Other => e.to_string(),
+        Ok(Deleted::NotRunning(e)) | Err(e) => Some(e.to_string()),
     }
 }
 
@@ -1168,7 +1083,7 @@ pub(crate) mod tests {
             let mut c = robust_config::Config::default();
             c.runtime.root = Some(d.path().join("roots"));
             c.runtime.binary = rt.display().to_string();
-            c.runtime.kind = Some(RuntimeKind::Runsc);
+            c.runtime.kind = Some(robust_config::RuntimeKind::Runsc);
             std::fs::write(b.join("options.json"), c.to_options_json()).unwrap();
             // the "sandbox": a live process, recorded as this container's init
             let mut sandbox = std::process::Command::new("sleep")

@@ -7,14 +7,13 @@
 //! - [`mount`]: the unmount that retries on `EBUSY`, then detaches lazily
 //!   and names who held the mount; it never follows a symlink.
 //! - [`runtime_choice`]: which runtime and root to drive for a dead shim's
-//!   container, from what its bundle still says.
-//! - [`runc_state`]: runc's `state.json` of a container.
+//!   container, from what its bundle still says. What each runtime family
+//!   leaves and how it is ended is the family's
+//!   (`robust_runtime::Leftovers`).
 //! - [`owner`]: the ownership rule: a cgroup is killed, thawed or removed
 //!   only when the shim recorded it at create as the container's alone and
 //!   no other container uses it now.
 //! - [`cgroup`]: cgroup paths and mounts, pids, start times, a bounded thaw.
-//! - [`runsc`]: what a dead shim's gVisor container leaves (sandbox and
-//!   gofer host processes, state files) and how it is ended.
 //! - [`delete`]: the tolerant delete run by `<shim> delete` after a shim
 //!   died, bounded well inside containerd's 5 s cleanup kill.
 //! - [`sweep`]: a node sweep of bundles no live shim owns.
@@ -25,8 +24,6 @@ pub mod delete;
 pub mod logfmt;
 pub mod mount;
 pub mod owner;
-pub mod runc_state;
-pub mod runsc;
 pub mod runtime_choice;
 pub mod sweep;
 

@@ -40,8 +40,8 @@ pub fn unmount_all(target: &Path, bound: Duration, id: &str) -> Result<Vec<PathB
 }
 
 /// Decides, from the processes holding a busy mount, that they hold it for
-/// as long as they live and must not be ended (the pod's runsc sandbox
-/// holding an app container's rootfs): then retrying cannot free it.
+/// as long as they live and must not be ended (a pod's sandbox holding
+/// an app container's rootfs): then retrying cannot free it.
 pub type Lasting<'a> = &'a dyn Fn(&[(i32, String)]) -> bool;
 
 /// [`unmount_all`], except that at a mount's first `EBUSY` its holders are

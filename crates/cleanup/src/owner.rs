@@ -11,14 +11,14 @@
 //!    the container ([`OwnerRecord::observe`], kept in memory and in the
 //!    bundle as [`RECORD_FILE`]): the cgroup of the init it saw the runtime
 //!    start, which at that moment held nothing but the shim's own
-//!    descendants (the init, runsc's sandbox and gofer) and no other
+//!    descendants (the init; a sandbox runtime's sandbox and gofer) and no other
 //!    container. Each directory is recorded with its inode.
 //! 2. **Still that cgroup.** Each recorded directory exists with the
 //!    recorded inode: a cgroup removed and made again (by another
 //!    container given the same path) is not ours.
 //! 3. **Alone.** No other container uses the same cgroup or one below it:
-//!    no runtime state under the runtime roots (runc `state.json`
-//!    `cgroup_paths`, the cgroup of a live runsc sandbox), no other bundle
+//!    no runtime state under the runtime roots (the cgroups a state
+//!    names, the cgroup of a live sandbox it names), no other bundle
 //!    (its record, the cgroup of its live init, its `config.json`
 //!    `cgroupsPath`). Anything read here only ever stops a kill.
 //!
@@ -94,9 +94,9 @@ pub struct Scope {
     /// This container's bundle (`<state>/<ns>/<id>`): every other bundle
     /// under `<state>` is looked at.
     pub bundle: PathBuf,
-    /// Runtime roots holding `<ns>/<id>/state.json` (runc),
-    /// `<id>/state.json` (runc without namespaces) or `<ns>/*.state`
-    /// (runsc): every state not of this bundle is looked at.
+    /// Runtime roots, each holding the states of its family's layout
+    /// (`robust_runtime::held_in`): every state not of this bundle is
+    /// looked at.
     pub runtime_roots: Vec<PathBuf>,
 }
 
@@ -260,15 +260,7 @@ fn pid_ns_of(pid: i32) -> Option<u64> {
         .ok()
 }
 
-/// The parent pid (field 4 of `/proc/<pid>/stat`).
-pub fn parent_of(pid: i32) -> Option<i32> {
-    parse_ppid(&cg::proc_stat(pid)?)
-}
-
-/// Field 4 (ppid) of a `/proc/<pid>/stat` text.
-pub fn parse_ppid(stat: &str) -> Option<i32> {
-    cg::stat_field(stat, 4)?.parse().ok()
-}
+pub use robust_runtime::procfs::{parent_of, parse_ppid};
 
 /// Whether `pid` descends from `ancestor` (not itself).
 fn descends_from(pid: i32, ancestor: i32) -> bool {

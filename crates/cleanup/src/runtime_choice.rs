@@ -11,8 +11,6 @@ use std::path::{Path, PathBuf};
 use robust_bundle::{BundleInputs, Input};
 use robust_config::{Config, RuntimeKind};
 
-use crate::runc_state::read_runc_state;
-
 /// The runtime the cleanup drives, and where that choice came from.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RuntimeChoice {
@@ -26,7 +24,7 @@ pub struct RuntimeChoice {
 }
 
 impl RuntimeChoice {
-    /// The family (runc or runsc).
+    /// The runtime family.
     pub fn kind(&self) -> RuntimeKind {
         self.config.runtime_kind()
     }
@@ -37,46 +35,29 @@ impl RuntimeChoice {
     }
 }
 
-/// Default runtime root parents probed when nothing recorded one.
-pub const PROBE_ROOTS: &[&str] = &["/run/containerd/runc", "/run/containerd/runsc", "/run/runc"];
+/// Default runtime root parents probed when nothing recorded one: each
+/// family's default, and runc's own.
+pub const PROBE_ROOTS: &[&str] = &[
+    robust_config::config::DEFAULT_ROOT_PARENT,
+    robust_config::config::DEFAULT_RUNSC_ROOT_PARENT,
+    "/run/runc",
+];
 
 /// What a probe of a runtime root found for one container.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Probe {
     /// The root parent (without the namespace).
     pub parent: PathBuf,
-    /// runc or runsc, from the state files' layout.
+    /// The family, from the state files' layout.
     pub kind: RuntimeKind,
 }
 
-/// Look for the container's runtime state under `<parent>/<ns>`: a runc
-/// state dir `<id>/` (whose `state.json`, when readable, must name
-/// `bundle` in its `bundle=` label), or a runsc state file
-/// `<id>_sandbox:*.state`.
+/// Look for the container's runtime state under `<parent>/<ns>`, in each
+/// family's layout (`robust_runtime::probe`).
 pub fn probe_root(parent: &Path, ns: &str, id: &str, bundle: &Path) -> Option<Probe> {
-    let root = parent.join(ns);
-    let st = root.join(id);
-    if std::fs::symlink_metadata(&st).is_ok_and(|m| m.is_dir()) {
-        let other_bundle = read_runc_state(&st)
-            .and_then(|s| s.bundle)
-            .is_some_and(|b| b != bundle);
-        if other_bundle {
-            return None;
-        }
-        return Some(Probe {
-            parent: parent.to_path_buf(),
-            kind: RuntimeKind::Runc,
-        });
-    }
-    let prefix = format!("{id}_sandbox:");
-    let runsc = std::fs::read_dir(&root).ok()?.flatten().any(|e| {
-        e.file_name()
-            .to_str()
-            .is_some_and(|n| n.starts_with(&prefix) && n.ends_with(".state"))
-    });
-    runsc.then(|| Probe {
+    robust_runtime::probe(&parent.join(ns), id, bundle).map(|kind| Probe {
         parent: parent.to_path_buf(),
-        kind: RuntimeKind::Runsc,
+        kind,
     })
 }
 
@@ -97,8 +78,8 @@ pub fn binary_exists(bin: &str) -> bool {
 ///   runc.
 /// - The root: `options.json`'s (or the default when it records none);
 ///   when `options.json` is unusable, the first of `probe_parents` that
-///   holds state of this container (runc `<ns>/<id>/`, runsc
-///   `<ns>/<id>_sandbox:*.state`); else the default root.
+///   holds state of this container in its family's layout
+///   (`robust_runtime::probe`); else the default root.
 ///
 /// `note(what, assumed)` is called once for each unusable file, saying
 /// what was assumed instead.

@@ -1,12 +1,12 @@
 //! A container: its bundle, its runtime, its init and its execs.
 
-use std::collections::{BTreeMap, HashMap};
-use std::path::{Path, PathBuf};
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-use robust_config::{Config, RuntimeKind};
-use robust_reaper::Reaper;
-use robust_runtime::{Deadlines, Runc, RuncConfig};
+use robust_config::Config;
+use robust_runtime::{ContainerRuntime, ExitSource, Placement, Subject};
 
 use crate::error::{Error, Result};
 use crate::process::Process;
@@ -14,7 +14,7 @@ use crate::process::Process;
 pub struct Container {
     pub id: String,
     pub bundle: PathBuf,
-    pub runc: Runc,
+    pub runtime: Arc<dyn ContainerRuntime>,
     pub config: Config,
     pub init: Arc<Process>,
     pub execs: Mutex<HashMap<String, Arc<Process>>>,
@@ -30,74 +30,21 @@ pub struct Container {
     /// The container has a pid namespace of its own (its spec asks for a
     /// new one): when its init dies the kernel ends the rest.
     pub own_pid_ns: bool,
-    /// An escalation is already running for this container.
-    pub escalating: std::sync::atomic::AtomicBool,
-    /// The cgroup's OOM-kill count already published as TaskOOM events.
-    pub oom_published: Mutex<u64>,
-    /// The init exited while execs still ran: its TaskExit waits for theirs.
-    pub init_exit_held: Mutex<bool>,
-    /// The runtime family (runc or runsc) driving this container.
-    pub kind: RuntimeKind,
-    /// The pod's sandbox, or a container of its own (not an app container
-    /// of a pod): with runsc only this one owns the sandbox process.
-    pub owns_sandbox: bool,
+    /// Where its runtime placed it: with a host pid and cgroup of its own,
+    /// or inside its pod's sandbox.
+    pub placement: Placement,
+    /// How its init's exit is learned.
+    pub exit_source: ExitSource,
+    /// The pod's sandbox id its spec names, if any.
+    pub pod_sandbox: Option<String>,
+    /// The highest OOM-kill count read from the cgroup, shared by the
+    /// containers of a pod sandbox (with the sandbox's container, when this
+    /// daemon runs it), for when that cgroup is gone ([`Container::oom_count`]).
+    pub pod_oom_kills: Arc<AtomicU64>,
 }
 
-/// runsc: put an app container that shares the pod's pid namespace into the
-/// sandbox's root pid namespace, where the pause container is pid 1.
-///
-/// CRI names the shared namespace as `/proc/<sandbox pid>/ns/pid`. runsc
-/// only uses that path as a key: the first app container carrying it gets
-/// a new pid namespace of its own and the next ones join *that*, so when
-/// the first one's init dies gVisor kills every container of the pod
-/// ("init process terminating, killing namespace"). Without a pid
-/// namespace entry runsc uses the sandbox's, which is what the pod asked
-/// for and what runc gives. Returns whether the spec was changed.
-pub fn join_sandbox_pid_namespace(bundle: &Path, sandbox_pid: i32, id: &str) -> Result<bool> {
-    if sandbox_pid <= 0 {
-        return Ok(false);
-    }
-    let name = "config.json";
-    let raw = match robust_bundle::read_file(bundle, name) {
-        robust_bundle::FileRead::Bytes(b) => b,
-        robust_bundle::FileRead::Missing => {
-            return Err(Error::InvalidArgument(format!(
-                "container {id}: the bundle has no {name}"
-            )))
-        }
-        robust_bundle::FileRead::Unusable(why) => {
-            return Err(Error::InvalidArgument(format!(
-                "container {id}: {name} {why}"
-            )))
-        }
-    };
-    let mut spec: serde_json::Value = serde_json::from_slice(&raw)
-        .map_err(|e| Error::InvalidArgument(format!("container {id}: {name}: {e}")))?;
-    let shared = format!("/proc/{sandbox_pid}/ns/pid");
-    let Some(namespaces) = spec
-        .pointer_mut("/linux/namespaces")
-        .and_then(|n| n.as_array_mut())
-    else {
-        return Ok(false);
-    };
-    let before = namespaces.len();
-    namespaces.retain(|n| {
-        !(n.get("type").and_then(|t| t.as_str()) == Some("pid")
-            && n.get("path").and_then(|p| p.as_str()) == Some(shared.as_str()))
-    });
-    if namespaces.len() == before {
-        return Ok(false);
-    }
-    let out = serde_json::to_vec(&spec)
-        .map_err(|e| Error::Other(format!("container {id}: encode {name}: {e}")))?;
-    robust_bundle::write_atomic(bundle, name, &out)
-        .map_err(|e| Error::Io(format!("container {id}: write {name}: {e}")))?;
-    log::info!(
-        "msg=\"runsc: app container shares the pod's pid namespace; placed in the sandbox's\" id={id} path={}",
-        robust_cleanup::logfmt::quote(&shared)
-    );
-    Ok(true)
-}
+/// The exit status of a process killed by SIGKILL (128 + 9).
+const KILLED: u32 = 137;
 
 impl Container {
     /// The init (empty exec id) or the named exec.
@@ -119,16 +66,7 @@ impl Container {
     pub fn live_execs(&self) -> Vec<Arc<Process>> {
         self.execs
             .lock()
-            .map(|m| {
-                m.values()
-                    .filter(|p| {
-                        p.lock()
-                            .map(|s| s.pid > 0 && s.exited_at.is_none())
-                            .unwrap_or(false)
-                    })
-                    .cloned()
-                    .collect()
-            })
+            .map(|m| m.values().filter(|p| p.is_live()).cloned().collect())
             .unwrap_or_default()
     }
 
@@ -139,32 +77,45 @@ impl Container {
             self.bundle.join(format!("{exec_id}.pid"))
         }
     }
-}
 
-/// The runtime driver a config asks for, in `namespace`.
-pub fn runc_from_config(cfg: &Config, namespace: &str, reaper: Reaper) -> Result<Runc> {
-    let root = cfg.runtime_root(namespace)?;
-    let mut per_verb = BTreeMap::new();
-    for verb in [
-        "create", "start", "exec", "kill", "delete", "state", "pause", "resume", "update", "ps",
-    ] {
-        per_verb.insert(verb.to_string(), cfg.timeouts.for_verb(verb));
+    /// What the runtime's hooks need to know of it.
+    pub fn subject(&self) -> Subject<'_> {
+        Subject {
+            id: &self.id,
+            bundle: &self.bundle,
+            placement: self.placement,
+            pod_sandbox: self.pod_sandbox.as_deref(),
+            init_pid: self.init.pid(),
+        }
     }
-    let global_flags = match cfg.runtime_kind() {
-        RuntimeKind::Runsc => cfg.runsc_flags(),
-        RuntimeKind::Runc => Vec::new(),
-    };
-    Ok(Runc::new(
-        RuncConfig {
-            binary: PathBuf::from(&cfg.runtime.binary),
-            root,
-            systemd_cgroup: cfg.runtime.systemd_cgroup,
-            global_flags,
-            deadlines: Deadlines {
-                per_verb,
-                default: cfg.timeouts.for_verb("default"),
-            },
-        },
-        reaper,
-    ))
+
+    /// The cgroup's OOM-kill count now, remembered for the pod. When it
+    /// cannot be read for a container of a pod sandbox, the count any
+    /// container of the pod read last: the sandbox's cgroup goes with the
+    /// sandbox's container, which containerd may delete before a sibling's
+    /// exit is handled (containerd 2.1), and every container of the pod had
+    /// the same count to read.
+    pub fn oom_count(&self) -> Option<u64> {
+        match self.cgroup.as_ref().and_then(|cg| cg.oom_kill_count()) {
+            Some(n) => {
+                self.pod_oom_kills.fetch_max(n, Ordering::AcqRel);
+                Some(n)
+            }
+            None if !self.placement.is_own() => Some(self.pod_oom_kills.load(Ordering::Acquire)),
+            None => None,
+        }
+    }
+
+    /// The OOM-kill count an init exit with `code` is checked against
+    /// (`order::init_exit`): a container with a cgroup of its own always;
+    /// a container of a pod sandbox shares the sandbox's cgroup, whose OOM
+    /// kill ended it only if it was killed (the kernel's OOM kill lands on
+    /// the sandbox, and every container still running dies with it).
+    pub fn oom_count_at_exit(&self, code: u32) -> Option<u64> {
+        if self.placement.is_own() || code == KILLED {
+            self.oom_count()
+        } else {
+            None
+        }
+    }
 }

@@ -10,7 +10,7 @@
 //! written and then read back on the calling thread with the socket's
 //! timeouts, where ttrpc's client would add a reader and a writer thread.
 
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TrySendError};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
@@ -41,6 +41,9 @@ pub struct Event {
     pub type_url: &'static str,
     pub payload: Vec<u8>,
     pub at: SystemTime,
+    /// How long this event is retried when it is an ordinary one (its
+    /// container's `timeouts.publish`); `None`: the publisher's default.
+    pub bound: Option<Duration>,
 }
 
 impl Event {
@@ -56,7 +59,14 @@ impl Event {
             type_url,
             payload: m.write_to_bytes().unwrap_or_default(),
             at: SystemTime::now(),
+            bound: None,
         }
+    }
+
+    /// Retried for `bound` when it is an ordinary event.
+    pub fn within(mut self, bound: Duration) -> Event {
+        self.bound = Some(bound);
+        self
     }
 }
 
@@ -148,56 +158,49 @@ pub struct Publisher {
     tx: Option<SyncSender<Event>>,
     /// Events queued and not yet delivered or given up on.
     pending: Arc<AtomicUsize>,
-    /// Retry bound of ordinary events, in milliseconds (`timeouts.publish`).
-    bound_ms: Arc<AtomicU64>,
 }
 
 impl Publisher {
     /// A publisher forwarding to containerd's ttrpc address for `namespace`.
-    /// An empty address gives a publisher that drops events (used by tests
-    /// and the one-shot actions).
+    /// An ordinary event without a bound of its own ([`Event::within`]) is
+    /// retried for `bound`. An empty address gives a publisher that drops
+    /// events (used by tests and the one-shot actions).
     pub fn start(address: &str, namespace: &str, bound: Duration) -> Publisher {
         let pending = Arc::new(AtomicUsize::new(0));
-        let bound_ms = Arc::new(AtomicU64::new(bound.as_millis() as u64));
         if address.is_empty() {
-            return Publisher {
-                tx: None,
-                pending,
-                bound_ms,
-            };
+            return Publisher { tx: None, pending };
         }
         let (tx, rx) = sync_channel(QUEUE);
         let address = address.to_string();
         let namespace = namespace.to_string();
         let p2 = pending.clone();
-        let b2 = bound_ms.clone();
         let spawned = std::thread::Builder::new()
             .name("publisher".into())
             .stack_size(256 * 1024)
-            .spawn(move || forward_loop(rx, &address, &namespace, &b2, &p2));
+            .spawn(move || forward_loop(rx, &address, &namespace, bound, &p2));
         if let Err(e) = spawned {
             log::error!(
                 "msg=\"cannot start event publisher; events will be dropped\" error={q_error}",
                 q_error = quote(&e)
             );
-            return Publisher {
-                tx: None,
-                pending,
-                bound_ms,
-            };
+            return Publisher { tx: None, pending };
         }
         Publisher {
             tx: Some(tx),
             pending,
-            bound_ms,
         }
     }
 
-    /// Set the retry bound of ordinary events (a container's
-    /// `timeouts.publish`; the most recent container's config wins).
-    pub fn set_bound(&self, bound: Duration) {
-        self.bound_ms
-            .store(bound.as_millis() as u64, Ordering::Relaxed);
+    /// A publisher that hands every event to the returned receiver
+    /// instead of containerd (tests).
+    #[cfg(test)]
+    pub fn capture() -> (Publisher, Receiver<Event>) {
+        let (tx, rx) = sync_channel(QUEUE);
+        let publisher = Publisher {
+            tx: Some(tx),
+            pending: Arc::new(AtomicUsize::new(0)),
+        };
+        (publisher, rx)
     }
 
     /// Events queued and not yet delivered or given up on.
@@ -346,12 +349,12 @@ fn forward_loop(
     rx: Receiver<Event>,
     address: &str,
     namespace: &str,
-    bound_ms: &AtomicU64,
+    default_bound: Duration,
     pending: &AtomicUsize,
 ) {
     let mut client: Option<Forwarder> = None;
     for e in rx {
-        let bound = Duration::from_millis(bound_ms.load(Ordering::Relaxed));
+        let bound = e.bound.unwrap_or(default_bound);
         deliver(&mut client, e, address, namespace, bound);
         pending.fetch_sub(1, Ordering::AcqRel);
     }
@@ -476,6 +479,30 @@ mod tests {
         m.container_id = "c1".into();
         p.publish(task_start(&m));
         assert_eq!(p.drain(Duration::from_secs(5)), 0);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// An ordinary event is retried for its own container's bound, not for
+    /// one set by whichever container was created last.
+    #[test]
+    fn each_event_keeps_its_containers_bound() {
+        let dir = std::env::temp_dir().join(format!("robust-pub3-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let addr = dir.join("nobody.sock");
+        let p = Publisher::start(addr.to_str().unwrap(), "default", Duration::from_secs(60));
+        let mut m = ev::TaskStart::new();
+        m.container_id = "short".into();
+        p.publish(task_start(&m).within(Duration::from_millis(200)));
+        assert_eq!(p.drain(Duration::from_secs(5)), 0, "given up after 200ms");
+        m.container_id = "long".into();
+        p.publish(task_start(&m).within(Duration::from_secs(60)));
+        m.container_id = "short2".into();
+        p.publish(task_start(&m).within(Duration::from_millis(200)));
+        assert_eq!(
+            p.drain(Duration::from_secs(1)),
+            2,
+            "the long one keeps retrying and the short one waits behind it"
+        );
         std::fs::remove_dir_all(&dir).unwrap();
     }
 

@@ -1,32 +1,36 @@
-//! One process of a container (its init or an exec) and its state machine.
+//! One process of a container (its init or an exec): its stdio, and its
+//! state behind its lock, a [`Phase`] whose transitions are checked in
+//! [`crate::order`].
 
+use std::sync::atomic::AtomicI32;
 use std::sync::{Condvar, Mutex, MutexGuard};
-use std::time::SystemTime;
+use std::time::{Duration, Instant, SystemTime};
 
 use crate::error::{Error, Result};
+use crate::order::Phase;
+pub use crate::order::Status;
 use crate::stdio::{Io, StdioPaths};
-
-/// Where a process is in its life. Transitions are checked in
-/// [`Process::transition`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Status {
-    Created,
-    Running,
-    Paused,
-    Stopped,
-}
 
 /// The state behind the process's lock.
 #[derive(Debug)]
 pub struct State {
-    pub status: Status,
+    /// Its host pid (0 until known).
     pub pid: i32,
-    pub exit_code: u32,
-    pub exited_at: Option<SystemTime>,
-    /// A start (runtime call and its event) is under way: an exit that
-    /// arrives meanwhile is published by the starter, after its start event.
-    pub starting: bool,
-    pub exit_deferred: bool,
+    pub phase: Phase,
+    /// The init only: the cgroup's OOM-kill count already published as
+    /// TaskOOM events (`order::oom_due`).
+    pub oom_seen: u64,
+}
+
+impl State {
+    pub fn status(&self) -> Status {
+        self.phase.status()
+    }
+
+    /// Exit status and time, once exited.
+    pub fn exited(&self) -> Option<(u32, SystemTime)> {
+        self.phase.exit().map(|e| (e.code, e.at))
+    }
 }
 
 pub struct Process {
@@ -37,6 +41,10 @@ pub struct Process {
     state: Mutex<State>,
     exited: Condvar,
     pub io: Mutex<Option<Io>>,
+    /// An exec's pid inside its runtime's sandbox, when the host process
+    /// (`pid`) is only its waiter (`ContainerRuntime::exec_pid_inside`); 0
+    /// when unknown or when the host process is the exec itself.
+    pub pid_inside: AtomicI32,
 }
 
 impl Process {
@@ -46,15 +54,13 @@ impl Process {
             stdio,
             spec,
             state: Mutex::new(State {
-                status: Status::Created,
                 pid: 0,
-                exit_code: 0,
-                exited_at: None,
-                starting: false,
-                exit_deferred: false,
+                phase: Phase::Created,
+                oom_seen: 0,
             }),
             exited: Condvar::new(),
             io: Mutex::new(None),
+            pid_inside: AtomicI32::new(0),
         }
     }
 
@@ -67,41 +73,14 @@ impl Process {
     }
 
     pub fn status(&self) -> Status {
-        self.lock().map(|s| s.status).unwrap_or(Status::Stopped)
+        self.lock().map(|s| s.status()).unwrap_or(Status::Stopped)
     }
 
-    /// Move to `to`, refusing moves that make no sense.
-    pub fn transition(state: &mut State, to: Status) -> Result<()> {
-        use Status::*;
-        let ok = matches!(
-            (state.status, to),
-            (Created, Running)
-                | (Created, Stopped)
-                | (Running, Paused)
-                | (Paused, Running)
-                | (Running, Stopped)
-                | (Paused, Stopped)
-                | (Stopped, Stopped)
-        );
-        if !ok {
-            return Err(Error::FailedPrecondition(format!(
-                "process cannot go from {:?} to {:?}",
-                state.status, to
-            )));
-        }
-        state.status = to;
-        Ok(())
-    }
-
-    /// Record the exit; returns false if it was already recorded.
-    pub fn set_exited(state: &mut State, code: u32, at: SystemTime) -> bool {
-        if state.exited_at.is_some() {
-            return false;
-        }
-        state.status = Status::Stopped;
-        state.exit_code = code;
-        state.exited_at = Some(at);
-        true
+    /// Started and not exited yet.
+    pub fn is_live(&self) -> bool {
+        self.lock()
+            .map(|s| s.pid > 0 && s.phase.exit().is_none())
+            .unwrap_or(false)
     }
 
     /// Wake everyone waiting for the exit.
@@ -120,14 +99,14 @@ impl Process {
     }
 
     /// Wait up to `timeout` for the exit; `None` if it has not happened.
-    pub fn wait_timeout(&self, timeout: std::time::Duration) -> Option<(u32, SystemTime)> {
-        let deadline = std::time::Instant::now() + timeout;
+    pub fn wait_timeout(&self, timeout: Duration) -> Option<(u32, SystemTime)> {
+        let deadline = Instant::now() + timeout;
         let mut st = self.lock().ok()?;
         loop {
-            if let Some(at) = st.exited_at {
-                return Some((st.exit_code, at));
+            if let Some(e) = st.exited() {
+                return Some(e);
             }
-            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
                 return None;
             }
@@ -139,8 +118,8 @@ impl Process {
     pub fn wait(&self) -> Result<(u32, SystemTime)> {
         let mut st = self.lock()?;
         loop {
-            if let Some(at) = st.exited_at {
-                return Ok((st.exit_code, at));
+            if let Some(e) = st.exited() {
+                return Ok(e);
             }
             st = self
                 .exited
@@ -153,20 +132,8 @@ impl Process {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::order::Exit;
     use std::sync::Arc;
-
-    #[test]
-    fn transitions_are_checked() {
-        let p = Process::new("", StdioPaths::default(), vec![]);
-        let mut st = p.lock().unwrap();
-        assert!(Process::transition(&mut st, Status::Paused).is_err());
-        Process::transition(&mut st, Status::Running).unwrap();
-        Process::transition(&mut st, Status::Paused).unwrap();
-        assert!(Process::transition(&mut st, Status::Created).is_err());
-        Process::transition(&mut st, Status::Running).unwrap();
-        Process::transition(&mut st, Status::Stopped).unwrap();
-        assert!(Process::transition(&mut st, Status::Running).is_err());
-    }
 
     #[test]
     fn wait_returns_the_first_exit() {
@@ -175,10 +142,26 @@ mod tests {
         let waiter = std::thread::spawn(move || p2.wait().unwrap().0);
         {
             let mut st = p.lock().unwrap();
-            assert!(Process::set_exited(&mut st, 137, SystemTime::now()));
-            assert!(!Process::set_exited(&mut st, 0, SystemTime::now()));
+            let at = SystemTime::now();
+            assert!(st
+                .phase
+                .exit_now(Exit {
+                    pid: 1,
+                    code: 137,
+                    at
+                })
+                .is_some());
+            assert!(st
+                .phase
+                .exit_now(Exit {
+                    pid: 1,
+                    code: 0,
+                    at
+                })
+                .is_none());
         }
         p.notify_exit();
         assert_eq!(waiter.join().unwrap(), 137);
+        assert_eq!(p.wait_timeout(Duration::ZERO).map(|e| e.0), Some(137));
     }
 }

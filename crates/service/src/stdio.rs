@@ -58,11 +58,27 @@ pub struct Prepared {
 pub struct Io {
     stop_stdin: Option<Arc<EventFd>>,
     master: Mutex<Option<Arc<OwnedFd>>>,
+    /// The process's ends of its pipes, kept for a later runtime call than
+    /// the one that created it (a runtime that takes a container's stdio at
+    /// its start); dropped at the exit, so the copies end.
+    for_start: Mutex<Option<robust_runtime::Stdio>>,
     /// Shared with the output copies: tells them the process exited.
     drain: Arc<Drain>,
 }
 
 impl Prepared {
+    /// Keep the process's stdio for its start instead of giving it to the
+    /// runtime call that creates it ([`Io::take_for_start`]).
+    pub fn keep_for_start(&mut self) -> Result<()> {
+        let stdio = std::mem::take(&mut self.runtime);
+        *self
+            .io
+            .for_start
+            .lock()
+            .map_err(|_| Error::poisoned("stdio"))? = Some(stdio);
+        Ok(())
+    }
+
     /// For a terminal: receive the pty master the runtime sent and start
     /// copying through it. Without one this just hands over the copies.
     pub fn finish(mut self, paths: &StdioPaths, id: &str, timeout: Duration) -> Result<Io> {
@@ -96,6 +112,11 @@ impl Prepared {
 }
 
 impl Io {
+    /// The stdio kept by [`Prepared::keep_for_start`], once.
+    pub fn take_for_start(&self) -> Option<robust_runtime::Stdio> {
+        self.for_start.lock().ok().and_then(|mut s| s.take())
+    }
+
     /// Close the process's stdin (CloseIO): the container reads EOF.
     pub fn close_stdin(&self) {
         if let Some(stop) = &self.stop_stdin {
@@ -119,6 +140,9 @@ impl Io {
     /// `io_drain` from now, whichever comes first.
     pub fn finish_after_exit(&self) {
         self.close_stdin();
+        // Never started (its start failed, or it was killed before): its
+        // ends of the pipes close here, so the copies see EOF.
+        drop(self.take_for_start());
         if let Ok(mut m) = self.master.lock() {
             // Output through the pty ends when the last slave closes; the
             // output copy holds its own duplicate of the master.
@@ -152,6 +176,7 @@ pub fn prepare(paths: &StdioPaths, id: &str, eid: &str, drain: Duration) -> Resu
     let mut io_state = Io {
         stop_stdin: None,
         master: Mutex::new(None),
+        for_start: Mutex::new(None),
         drain: Arc::new(Drain::new(id, eid, drain)?),
     };
     let mut runtime = robust_runtime::Stdio::default();

@@ -11,18 +11,16 @@
 //! frozen cgroup, a process stuck in the kernel), the later steps run in
 //! the background.
 
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
-use nix::sys::signal::{kill, Signal};
+use nix::sys::signal::kill;
 use nix::unistd::Pid;
 
 use robust_cleanup::logfmt::quote;
-use robust_cleanup::owner::{NotProven, Owned, Scope};
+use robust_runtime::delete::{self, DeleteHow};
 
 use crate::container::Container;
-use crate::process::Process;
 use crate::Service;
 
 /// How an escalation ended.
@@ -48,7 +46,7 @@ impl Service {
         }
         if term_first {
             steps.push("sigterm");
-            if let Err(e) = c.runc.kill(&c.id, libc::SIGTERM as u32, false) {
+            if let Err(e) = c.runtime.kill(&c.id, libc::SIGTERM as u32, false) {
                 log::warn!(
                     "msg=\"stop: SIGTERM failed\" id={} error={q_error}",
                     c.id,
@@ -102,7 +100,7 @@ impl Service {
             "msg=\"stop: still running after cgroup kill; forcing runtime delete\" id={}",
             c.id
         );
-        if let Err(e) = c.runc.delete(&c.id, true) {
+        if let Err(e) = c.runtime.delete(&c.id, true) {
             log::warn!(
                 "msg=\"stop: forced delete failed\" id={} error={q_error}",
                 c.id,
@@ -122,141 +120,21 @@ impl Service {
             c.id,
             quote(c.cgroup .as_ref() .and_then(|cg| cg.pids().ok()) .map(|p| p.iter().map(u32::to_string).collect::<Vec<_>>().join(",")) .unwrap_or_default())
         );
-        if let Ok(mut st) = c.init.lock() {
-            if Process::set_exited(&mut st, 137, SystemTime::now()) {
-                self.publish_exit(&c.id, &c.init, &st);
-            }
-        }
-        c.init.notify_exit();
-        c.init.finish_io();
+        self.exit_now(c, &c.init, 137);
         report(c, false, steps, started)
-    }
-
-    /// The container's cgroup when the ownership rule holds
-    /// (`robust_cleanup::owner`, docs/cleanup.md): recorded at create as the
-    /// container's alone, still the same directory, and no other container
-    /// in it or below. `None`, with the reason logged, otherwise.
-    fn owned_cgroup(&self, c: &Container) -> Option<Owned> {
-        if c.kind == robust_config::RuntimeKind::Runsc && !c.owns_sandbox {
-            // Every container of a gVisor pod lives in the sandbox's cgroup:
-            // killing it would kill the whole pod.
-            log::warn!(
-                "msg=\"not killing the shared sandbox cgroup for one container of a gVisor pod\" id={}",
-                c.id
-            );
-            return None;
-        }
-        let scope = Scope::new(&c.bundle, std::slice::from_ref(&c.runc.config().root));
-        match c.owner.prove(&scope) {
-            Ok(o) => Some(o),
-            Err(NotProven::Gone) => None,
-            Err(NotProven::Unproven(why)) => {
-                log::warn!(
-                    "msg=\"not killing through the cgroup: not provably the container's alone\" id={} why={} left_alone={}",
-                    c.id,
-                    quote(&why),
-                    quote(c.owner .pids_now() .iter() .map(u32::to_string) .collect::<Vec<_>>() .join(","))
-                );
-                None
-            }
-        }
-    }
-
-    /// Thaw the container's cgroup and SIGKILL the processes in it, when
-    /// the ownership rule holds. Returns how many pids were signalled.
-    pub(crate) fn kill_cgroup(&self, c: &Container) -> usize {
-        let Some(owned) = self.owned_cgroup(c) else {
-            return 0;
-        };
-        match owned.kill(Duration::ZERO, &c.id) {
-            Ok(k) => k.signalled.len(),
-            Err(e) => {
-                log::warn!(
-                    "msg=\"cgroup kill skipped\" id={} error={}",
-                    c.id,
-                    quote(&e)
-                );
-                0
-            }
-        }
-    }
-
-    /// Deliver `sig` to the container's init through the runtime and, with
-    /// `all`, to the rest of its processes. With runc the rest is signalled
-    /// by the shim itself, through a proven cgroup only: `runc kill --all`
-    /// signals every process of the cgroup and below, a bystander sharing it
-    /// included. Unproven, the rest is the execs the shim started. (runsc's
-    /// `--all` stays inside the sandbox.)
-    pub(crate) fn signal_container(
-        &self,
-        c: &Container,
-        sig: u32,
-        all: bool,
-    ) -> std::result::Result<(), robust_runtime::RuntimeError> {
-        if !all || c.kind == robust_config::RuntimeKind::Runsc {
-            return c.runc.kill(&c.id, sig, all);
-        }
-        let init = c.runc.kill(&c.id, sig, false);
-        if matches!(&init, Err(e) if e.kind() == robust_runtime::ErrorKind::Other) {
-            return init;
-        }
-        let Ok(signal) = Signal::try_from(sig as i32) else {
-            return init;
-        };
-        let n = match self.owned_cgroup(c).map(|o| o.signal(signal, &c.id)) {
-            Some(Ok(n)) => n,
-            other => {
-                if let Some(Err(e)) = other {
-                    log::warn!(
-                        "msg=\"cgroup signal skipped\" id={} error={}",
-                        c.id,
-                        quote(&e)
-                    );
-                }
-                c.live_execs()
-                    .iter()
-                    .map(|p| p.pid())
-                    .filter(|p| *p > 0 && kill(Pid::from_raw(*p), signal).is_ok())
-                    .count()
-            }
-        };
-        log::debug!(
-            "msg=\"signalled the container's processes\" id={} signal={signal} pids={n}",
-            c.id
-        );
-        init
-    }
-
-    /// The init of a container without a pid namespace of its own exited:
-    /// nothing else ends what it left (orphans in the host's or the pod's
-    /// pid namespace). Kill them, as containerd's runc shim does with
-    /// `runc kill --all`, but only through a proven cgroup; unproven, only
-    /// the container's execs, which the shim started itself.
-    pub(crate) fn kill_rest_after_init_exit(&self, c: &Container) {
-        if c.own_pid_ns || c.kind != robust_config::RuntimeKind::Runc {
-            return;
-        }
-        if self.kill_cgroup(c) > 0 {
-            return;
-        }
-        for p in c.live_execs() {
-            let pid = p.pid();
-            if pid > 0 {
-                log::warn!(
-                    "msg=\"killing an exec left after its init exited\" id={} exec_id={} pid={pid}",
-                    c.id,
-                    p.exec_id
-                );
-                let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
-            }
-        }
     }
 
     /// After an ordinary SIGKILL from a `Kill` RPC: if the init has not
     /// exited within `kill_grace`, run the rest of the escalation in the
-    /// background. One watchdog per container at a time.
+    /// background. One watchdog per container at a time (the init's phase
+    /// says one runs).
     pub(crate) fn watch_sigkill(&self, c: &Arc<Container>) {
-        if c.escalating.swap(true, Ordering::AcqRel) {
+        let (began, starting) = match c.init.lock() {
+            Ok(mut st) => (st.phase.begin_kill_watch(), st.phase.is_starting()),
+            Err(_) => return,
+        };
+        // A start in flight cannot be marked: watched all the same.
+        if !began && !starting {
             return;
         }
         let svc = self.clone();
@@ -275,10 +153,10 @@ impl Service {
                         r.took
                     );
                 }
-                c2.escalating.store(false, Ordering::Release);
+                end_kill_watch(&c2);
             });
         if spawned.is_err() {
-            c.escalating.store(false, Ordering::Release);
+            end_kill_watch(c);
         }
     }
 
@@ -286,13 +164,8 @@ impl Service {
     /// all in parallel, each with its own escalation, then clean each one
     /// (runtime delete, unmount) so nothing is left when the daemon exits.
     pub fn stop_all(&self) -> Vec<StopReport> {
-        let containers: Vec<Arc<Container>> = self
-            .inner
-            .containers
-            .lock()
-            .map(|m| m.values().cloned().collect())
-            .unwrap_or_default();
-        let handles: Vec<_> = containers
+        let handles: Vec<_> = self
+            .all_containers()
             .into_iter()
             .map(|c| {
                 let svc = self.clone();
@@ -306,36 +179,40 @@ impl Service {
         handles.into_iter().filter_map(|h| h.join().ok()).collect()
     }
 
-    /// Take a stopped container down without an RPC: runtime delete,
-    /// unmount, forget it. Failures are logged; nothing here blocks
-    /// longer than the runtime and unmount deadlines.
+    /// Take a stopped container down without an RPC: the runtime delete by
+    /// the shared policy (what the family leaves behind included), unmount,
+    /// forget it. Failures are logged; nothing here blocks longer than the
+    /// runtime and unmount deadlines.
     fn release(&self, c: &Arc<Container>) {
-        if let Err(e) = c.runc.delete(&c.id, true) {
-            if e.kind() != robust_runtime::ErrorKind::NotFound {
-                log::warn!(
-                    "msg=\"release: runtime delete failed\" id={} error={q_error}",
-                    c.id,
-                    q_error = quote(&e)
-                );
-            }
+        let how = DeleteHow {
+            force: true,
+            retry_timeout: false,
+        };
+        if let Err(e) = delete::delete(c.runtime.as_ref(), &c.id, &c.bundle, how) {
+            log::warn!(
+                "msg=\"release: runtime delete failed\" id={} error={}",
+                c.id,
+                quote(&e)
+            );
         }
         if let Some(r) = &c.rootfs {
             if let Err(e) = robust_cleanup::mount::unmount_all(r, c.config.timeouts.unmount, &c.id)
             {
                 log::warn!(
-                    "msg=\"release: unmount failed\" id={} error={q_error}",
+                    "msg=\"release: unmount failed\" id={} error={}",
                     c.id,
-                    q_error = quote(&e)
+                    quote(&e)
                 );
             }
         }
-        if let Some(oom) = &self.inner.oom {
-            oom.unwatch(&c.id);
-        }
-        self.unregister_pid(c.init.pid());
-        if let Ok(mut m) = self.inner.containers.lock() {
-            m.remove(&c.id);
-        }
+        self.forget(c);
+    }
+}
+
+/// The SIGKILL watchdog is over.
+fn end_kill_watch(c: &Container) {
+    if let Ok(mut st) = c.init.lock() {
+        st.phase.end_kill_watch();
     }
 }
 

@@ -300,7 +300,7 @@ struct TaskExit {
 
 /// containerd's events, from now on: returns once the subscription is known to
 /// deliver (the create of a probe namespace came through).
-fn subscribe_tasks(api: &Api) -> std::sync::mpsc::Receiver<Envelope> {
+pub(super) fn subscribe_tasks(api: &Api) -> std::sync::mpsc::Receiver<Envelope> {
     let (tx, rx) = std::sync::mpsc::channel::<Envelope>();
     let mut events = api.events();
     api.rt.spawn(async move {

@@ -25,11 +25,11 @@ use k8s_cri::v1::{
     RunPodSandboxRequest, StartContainerRequest, StopContainerRequest, StopPodSandboxRequest,
 };
 
-const SEC: Duration = Duration::from_secs(1);
+pub(super) const SEC: Duration = Duration::from_secs(1);
 /// The CRI runtime handler of runsc through our shim.
-const HANDLER: &str = "gvisor";
+pub(super) const HANDLER: &str = "gvisor";
 /// StopPodSandbox + RemovePodSandbox of a runsc pod must finish within this.
-const STOP_REMOVE_BOUND: Duration = Duration::from_secs(20);
+pub(super) const STOP_REMOVE_BOUND: Duration = Duration::from_secs(20);
 /// The StopContainer timeout (grace) of the F2 case.
 const F2_GRACE_SECS: i64 = 2;
 /// What is left of a dead shim's runsc sandbox must be gone within this.
@@ -58,7 +58,7 @@ pub(super) fn runsc_config() -> PathBuf {
 }
 
 /// runsc's root for a containerd namespace (the shim's default).
-fn runsc_root(ns: &str) -> PathBuf {
+pub(super) fn runsc_root(ns: &str) -> PathBuf {
     PathBuf::from("/run/containerd/runsc").join(ns)
 }
 
@@ -632,7 +632,7 @@ gv_test!(
 
 /// The namespace options kubelet gives a host-network pod and its containers, with pid
 /// namespace mode `pid`.
-fn kubelet_namespaces(pid: NamespaceMode) -> NamespaceOption {
+pub(super) fn kubelet_namespaces(pid: NamespaceMode) -> NamespaceOption {
     NamespaceOption {
         network: NamespaceMode::Node as i32,
         pid: pid as i32,
@@ -643,7 +643,7 @@ fn kubelet_namespaces(pid: NamespaceMode) -> NamespaceOption {
 
 /// The pod's config; `pid` is its pid namespace mode: `Container` (kubelet's default) or
 /// `Pod` (`shareProcessNamespace: true`).
-fn pod_config(name: &str, pid: NamespaceMode) -> PodSandboxConfig {
+pub(super) fn pod_config(name: &str, pid: NamespaceMode) -> PodSandboxConfig {
     PodSandboxConfig {
         metadata: Some(PodSandboxMetadata {
             name: name.into(),
@@ -673,8 +673,48 @@ fn run_gvisor_pod(
     pid: NamespaceMode,
     guard: &mut PodGuard,
 ) -> Option<(String, Vec<String>)> {
+    let containers: Vec<ContainerConfig> = commands
+        .iter()
+        .enumerate()
+        .map(|(i, cmd)| app_container(&format!("c{}", i + 1), cmd, pid))
+        .collect();
+    run_gvisor_pod_with(api, case, pod_config(name, pid), containers, guard)
+}
+
+/// A busybox app container `name` running `sh -c cmd`, with kubelet's namespace options.
+pub(super) fn app_container(name: &str, cmd: &str, pid: NamespaceMode) -> ContainerConfig {
+    ContainerConfig {
+        metadata: Some(ContainerMetadata {
+            name: name.into(),
+            attempt: 0,
+        }),
+        image: Some(ImageSpec {
+            image: env().image.clone(),
+            ..Default::default()
+        }),
+        command: vec!["sh".into(), "-c".into(), cmd.to_string()],
+        linux: Some(LinuxContainerConfig {
+            security_context: Some(LinuxContainerSecurityContext {
+                namespace_options: Some(kubelet_namespaces(pid)),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+/// Runs a runsc pod of `config` through the `gvisor` handler and creates and starts
+/// `containers` in it, in order; `None` (skip, printed) when this containerd has no
+/// `gvisor` handler.
+pub(super) fn run_gvisor_pod_with(
+    api: &Api,
+    case: &str,
+    config: PodSandboxConfig,
+    containers: Vec<ContainerConfig>,
+    guard: &mut PodGuard,
+) -> Option<(String, Vec<String>)> {
     let mut cri = api.cri();
-    let config = pod_config(name, pid);
     let t = Instant::now();
     let r = api.call(
         "RunPodSandbox",
@@ -702,27 +742,12 @@ fn run_gvisor_pod(
     guard.pod_id = Some(pod_id.clone());
     eprintln!("RunPodSandbox (runsc) {:.1?}", t.elapsed());
     let mut ids = Vec::new();
-    for (i, cmd) in commands.iter().enumerate() {
-        let cname = format!("c{}", i + 1);
-        let cfg = ContainerConfig {
-            metadata: Some(ContainerMetadata {
-                name: cname.clone(),
-                attempt: 0,
-            }),
-            image: Some(ImageSpec {
-                image: env().image.clone(),
-                ..Default::default()
-            }),
-            command: vec!["sh".into(), "-c".into(), cmd.to_string()],
-            linux: Some(LinuxContainerConfig {
-                security_context: Some(LinuxContainerSecurityContext {
-                    namespace_options: Some(kubelet_namespaces(pid)),
-                    ..Default::default()
-                }),
-                ..Default::default()
-            }),
-            ..Default::default()
-        };
+    for cfg in containers {
+        let cname = cfg
+            .metadata
+            .as_ref()
+            .map(|m| m.name.clone())
+            .unwrap_or_default();
         let cid = api
             .call(
                 "CreateContainer",
@@ -756,7 +781,7 @@ fn run_gvisor_pod(
 }
 
 /// StopPodSandbox + RemovePodSandbox within `limit`; returns how long they took.
-fn stop_remove(api: &Api, pod_id: &str, limit: Duration) -> Duration {
+pub(super) fn stop_remove(api: &Api, pod_id: &str, limit: Duration) -> Duration {
     let mut cri = api.cri();
     let t = Instant::now();
     api.call(

@@ -23,6 +23,8 @@ pub mod events;
 pub mod exec_io;
 /// gVisor: runsc through the same shim: ctr, CRI handler `gvisor`, F2, dead shims (issue 6).
 pub mod gvisor;
+/// gVisor pods as Kubernetes users see them: CRI logs, ExecSync timeout, OOMKilled (issue 17).
+pub mod gvisor_pods;
 /// A runtime that hangs on one verb (integration/fault-runtime.sh): deadlines (issue 3).
 pub mod hangs;
 /// Input edges: non-UTF-8 arguments, over-long ids, resize after the exit (issue 12 B).

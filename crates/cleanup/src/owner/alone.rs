@@ -1,17 +1,18 @@
 //! Rule 3, *alone*: no other container uses the cgroup or one below it.
 //! Other containers are looked for in every other bundle (its record, its
 //! live init, its `cgroupsPath`) and every runtime state under the runtime
-//! roots (runc's `cgroup_paths`, a live runsc sandbox's cgroup). Anything
+//! roots (each family's: the cgroups a state names, the cgroup of a live
+//! sandbox a state names; `robust_runtime::held_in`). Anything
 //! read here only ever stops a kill.
 
 use std::path::{Path, PathBuf};
 
-use robust_bundle::{self as bundle, read_file, FileRead, Input};
+use robust_bundle::{self as bundle, Input};
 use robust_cgroups::Cgroup;
 
 use super::{CgroupDir, OwnerRecord, Scope};
 use crate::cgroup::{self as cg, pid_alive};
-use crate::runc_state::read_runc_state;
+use robust_runtime::Holds;
 
 /// At most this many entries are looked at per directory of a scan.
 const SCAN_LIMIT: usize = 4096;
@@ -114,49 +115,30 @@ fn other_bundles(scope: &Scope, f: &mut Finder) {
     }
 }
 
-/// Every runtime state under the roots that is not of this bundle.
+/// Every runtime state under the roots that is not of this bundle, in
+/// each family's layout (`robust_runtime::held_in`): `<root>/<id>/` (runc
+/// without namespaces) and `<root>/<ns>/<id>/` state dirs, and the state
+/// files in `<root>/<ns>/`.
 fn runtime_states(scope: &Scope, f: &mut Finder) {
     let mut seen = std::collections::HashSet::new();
     for root in &scope.runtime_roots {
         for d1 in subdirs(root) {
-            // `<root>/<id>/state.json` (runc without namespaces), then
-            // `<root>/<ns>/<id>/state.json`.
             let mut dirs = vec![d1.clone()];
             dirs.extend(subdirs(&d1));
             for sd in dirs {
                 if !seen.insert(sd.clone()) {
                     continue;
                 }
-                if let Some(s) = read_runc_state(&sd) {
-                    if s.bundle.as_deref() == Some(scope.bundle.as_path()) {
+                for held in robust_runtime::held_in(&sd, SCAN_LIMIT) {
+                    if held.bundle.as_deref() == Some(scope.bundle.as_path()) {
                         continue;
                     }
-                    let who = || format!("the runtime state {}", sd.display());
-                    let theirs: Vec<PathBuf> =
-                        s.cgroup_paths.iter().map(|(_, p)| p.clone()).collect();
-                    f.check(who, &theirs);
+                    let theirs = match held.holds {
+                        Holds::Cgroups(dirs) => dirs,
+                        Holds::Pid(pid) => dirs_of_pid(pid),
+                    };
+                    f.check(|| held.who.clone(), &theirs);
                 }
-            }
-            // runsc: `<root>/<ns>/<id>_sandbox:<sid>.state`.
-            let Ok(rd) = std::fs::read_dir(&d1) else {
-                continue;
-            };
-            for e in rd.flatten().take(SCAN_LIMIT) {
-                let name = e.file_name().to_string_lossy().into_owned();
-                if !name.ends_with(".state") || !name.contains("_sandbox:") {
-                    continue;
-                }
-                let FileRead::Bytes(b) = read_file(&d1, &name) else {
-                    continue;
-                };
-                let Ok(s) = crate::runsc::parse_state(&name, &b) else {
-                    continue;
-                };
-                if s.bundle.as_deref() == Some(scope.bundle.as_path()) || s.sandbox_pid <= 0 {
-                    continue;
-                }
-                let who = || format!("the runsc state {}/{name}", d1.display());
-                f.check(who, &dirs_of_pid(s.sandbox_pid));
             }
         }
     }

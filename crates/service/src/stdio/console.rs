@@ -36,7 +36,8 @@ impl ConsoleSocket {
 
     /// The runtime has returned: its connection waits in the backlog.
     /// Wait up to `timeout` for the runtime's connection: runc has already
-    /// sent it when it returns; an attached runsc exec sends it while it runs.
+    /// sent it when it returns; an attached exec of a sandbox runtime sends
+    /// it while it runs.
     pub(super) fn receive(self, id: &str, timeout: std::time::Duration) -> Result<OwnedFd> {
         self.listener
             .set_nonblocking(true)

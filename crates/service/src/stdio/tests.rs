@@ -9,7 +9,8 @@ use std::os::fd::AsRawFd;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-/// The runtime may connect after it started (an attached runsc exec):
+/// The runtime may connect after it started (an attached exec of a
+/// sandbox runtime):
 /// receive waits for it, through signals, up to its timeout.
 #[test]
 fn console_socket_waits_for_a_late_sender() {

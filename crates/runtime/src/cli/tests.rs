@@ -2,7 +2,7 @@ use super::*;
 use std::os::unix::fs::PermissionsExt;
 use std::sync::OnceLock;
 
-fn reaper() -> Reaper {
+pub(crate) fn reaper() -> Reaper {
     static R: OnceLock<Reaper> = OnceLock::new();
     R.get_or_init(|| {
         let (r, rx) = Reaper::start().expect("reaper");
@@ -22,9 +22,9 @@ fn script(dir: &Path, body: &str) -> PathBuf {
     p
 }
 
-fn runc(binary: PathBuf, default: Duration) -> Runc {
-    Runc::new(
-        RuncConfig {
+pub(crate) fn runc(binary: PathBuf, default: Duration) -> Cli {
+    Cli::new(
+        CliConfig {
             binary,
             root: PathBuf::from("/tmp/robust-runtime-test-root"),
             systemd_cgroup: false,
@@ -133,7 +133,7 @@ fn update_passes_resources_on_stdin() {
 #[test]
 fn missing_binary_names_it() {
     let r = runc(PathBuf::from("/nonexistent/runc"), Duration::from_secs(1));
-    let err = r.start("c1").unwrap_err();
+    let err = r.start("c1", None).unwrap_err();
     assert!(err.to_string().contains("/nonexistent/runc"), "{err}");
 }
 
@@ -146,6 +146,25 @@ not json
     assert_eq!(last_log_error(log), "first; not json; second");
 }
 
+/// runsc 2022-12-19 and 2024-07-29 write their JSON log entries without a
+/// newline between them (the sandbox's error, then the caller's).
+#[test]
+fn log_error_extraction_of_entries_on_one_line() {
+    let log = br#"{"msg":"creating loader: converting capabilities: unknown capability \"CAP_PERFMON\"","level":"error","time":"2026-12-04T09:10:11.689307242Z"}{"msg":"creating container: cannot create sandbox: cannot read client sync file: waiting for sandbox to start: EOF","level":"error","time":"2026-12-04T09:10:11.705212294Z"}"#;
+    assert_eq!(
+        last_log_error(log),
+        "creating loader: converting capabilities: unknown capability \"CAP_PERFMON\"; \
+         creating container: cannot create sandbox: cannot read client sync file: waiting \
+         for sandbox to start: EOF"
+    );
+    // a line that is not only entries stays whole
+    let log = br#"{"level":"error","msg":"a"} trailing words"#;
+    assert_eq!(
+        last_log_error(log),
+        r#"{"level":"error","msg":"a"} trailing words"#
+    );
+}
+
 fn tempdir() -> PathBuf {
     static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
     let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -153,4 +172,13 @@ fn tempdir() -> PathBuf {
     let _ = std::fs::remove_dir_all(&p);
     std::fs::create_dir_all(&p).unwrap();
     p
+}
+
+/// A CLI of a binary that does not exist, for tests of what a family
+/// answers without running it.
+pub(crate) fn cli() -> Cli {
+    runc(
+        PathBuf::from("/nonexistent/runtime"),
+        Duration::from_secs(1),
+    )
 }

@@ -1,18 +1,19 @@
 //! `runsc events --stats`: a gVisor container's own statistics, in the
-//! types [`RunscStats`] and its parts.
+//! types [`RuntimeStats`] and its parts.
 //!
 //! Every container of a gVisor pod lives in the sandbox's cgroup, so the
 //! cgroup cannot tell one container's usage from another's; runsc can.
 
 use serde::Deserialize;
 
-use super::{bad_output, snippet, Runc};
+use crate::cli::{bad_output, snippet, Cli};
 use crate::RuntimeError;
 
-/// One container's statistics as runsc reports them (every field optional:
-/// runsc versions differ in what they fill in).
+/// One container's statistics as its runtime reports them (the shape of
+/// `runsc events --stats`; every field optional: runsc versions differ in
+/// what they fill in).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
-pub struct RunscStats {
+pub struct RuntimeStats {
     #[serde(default)]
     pub cpu: CpuStats,
     #[serde(default)]
@@ -75,12 +76,12 @@ pub struct PidsStats {
 
 /// Parse the output of `runsc events --stats <id>`: one JSON event
 /// `{"type":"stats","id":...,"data":{...}}`. `Err` says what is wrong.
-pub fn parse_stats(out: &[u8]) -> Result<RunscStats, String> {
+pub fn parse_stats(out: &[u8]) -> Result<RuntimeStats, String> {
     #[derive(Deserialize)]
     struct Event {
         #[serde(rename = "type", default)]
         kind: String,
-        data: Option<RunscStats>,
+        data: Option<RuntimeStats>,
     }
     let text = String::from_utf8_lossy(out);
     let line = text
@@ -98,13 +99,11 @@ pub fn parse_stats(out: &[u8]) -> Result<RunscStats, String> {
         .ok_or_else(|| "stats event without data".to_string())
 }
 
-impl Runc {
-    /// `runsc events --stats <id>`, under the default deadline.
-    pub fn stats(&self, id: &str) -> Result<RunscStats, RuntimeError> {
-        let args = vec!["events".into(), "--stats".into(), id.into()];
-        let out = self.run("events", id, args, None, None)?;
-        parse_stats(&out.stdout).map_err(|detail| bad_output("events", id, detail))
-    }
+/// `runsc events --stats <id>`, under the default deadline.
+pub(crate) fn stats(cli: &Cli, id: &str) -> Result<RuntimeStats, RuntimeError> {
+    let args = vec!["events".into(), "--stats".into(), id.into()];
+    let out = cli.run("events", id, args, None, None)?;
+    parse_stats(&out.stdout).map_err(|detail| bad_output("events", id, detail))
 }
 
 #[cfg(test)]

@@ -1,11 +1,12 @@
-//! A gVisor container's `Stats`: runsc's own numbers (`runsc events
-//! --stats`) in the cgroup v1 shape containerd expects
-//! (`io.containerd.cgroups.v1.Metrics`), as gVisor's own shim reports them.
+//! `Stats` of a container whose runtime reports its statistics itself
+//! (its cgroup cannot tell it from its pod's other containers), in the
+//! cgroup v1 shape containerd expects (`io.containerd.cgroups.v1.Metrics`),
+//! as gVisor's own shim reports them.
 
 use containerd_shim_protos::cgroups::metrics as pb;
 use containerd_shim_protos::protobuf::MessageField;
-use robust_runtime::stats::MemoryEntry;
-use robust_runtime::RunscStats;
+use robust_runtime::MemoryEntry;
+use robust_runtime::RuntimeStats;
 
 fn entry(e: &MemoryEntry) -> MessageField<pb::MemoryEntry> {
     MessageField::some(pb::MemoryEntry {
@@ -17,8 +18,8 @@ fn entry(e: &MemoryEntry) -> MessageField<pb::MemoryEntry> {
     })
 }
 
-/// runsc's statistics as cgroup v1 metrics.
-pub fn to_v1_metrics(s: &RunscStats) -> pb::Metrics {
+/// The runtime's statistics as cgroup v1 metrics.
+pub fn to_v1_metrics(s: &RuntimeStats) -> pb::Metrics {
     let m = &s.memory;
     let memory = pb::MemoryStat {
         cache: m.cache,
@@ -54,7 +55,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn runsc_numbers_land_in_the_v1_fields() {
+    fn the_runtimes_numbers_land_in_the_v1_fields() {
         let s = robust_runtime::parse_stats(
             br#"{"type":"stats","id":"c","data":{"cpu":{"usage":{"total":5,"percpu":[2,3]}},"memory":{"cache":7,"usage":{"usage":10,"limit":20}},"pids":{"current":4}}}"#,
         )

@@ -1,6 +1,6 @@
-//! runc's `state.json` of a container: the fields the cleanup uses (the
-//! init and its start time, the cgroup paths, the bundle it was created
-//! from).
+//! runc's `state.json` of a container (`<root>/<id>/state.json`): the
+//! fields the dead-shim cleanup and the ownership rule use (the init and
+//! its start time, the cgroup paths, the bundle it was created from).
 
 use std::path::{Path, PathBuf};
 
@@ -85,9 +85,6 @@ mod tests {
         assert_eq!(st.bundle, None);
     }
 
-    /// Caught by the property of fuzz/fuzz_targets/fuzz_runtime_output.rs
-    /// (seed state_file_big_pid.json): a pid that does
-    /// not fit an i32 was truncated (`4294967297 as i32` is 1, init).
     /// Caught by the property of fuzz/fuzz_targets/fuzz_runtime_output.rs
     /// (seed state_file_big_pid.json): a pid that does
     /// not fit an i32 was truncated (`4294967297 as i32` is 1, init).
