@@ -419,3 +419,115 @@ fn stdin_waits_for_its_writer() {
     assert_eq!(reader.join().unwrap(), b"late\n");
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// A FIFO at `dir/name`, and a reader of it opened now (non-blocking, so
+/// it never waits for the shim, then blocking) that reads to EOF on a
+/// thread: EOF comes once the shim's copy closed its end.
+fn fifo_reader(dir: &Path, name: &str) -> (String, std::thread::JoinHandle<Vec<u8>>) {
+    let fifo = dir.join(name);
+    nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+    let path = fifo.to_str().unwrap().to_string();
+    (path, {
+        let fifo = fifo.clone();
+        std::thread::spawn(move || {
+            // The shim opens it read-write first: wait for that.
+            std::thread::sleep(Duration::from_millis(100));
+            let r = OpenOptions::new()
+                .read(true)
+                .custom_flags(libc::O_NONBLOCK)
+                .open(&fifo)
+                .unwrap();
+            nix::fcntl::fcntl(
+                r.as_raw_fd(),
+                nix::fcntl::FcntlArg::F_SETFL(nix::fcntl::OFlag::empty()),
+            )
+            .unwrap();
+            let mut got = Vec::new();
+            File::from(OwnedFd::from(r)).read_to_end(&mut got).unwrap();
+            got
+        })
+    })
+}
+
+/// A runtime that takes a container's stdio at its start (runsc, an app
+/// container of a pod): the pipe ends kept at create are the ones whose
+/// other ends the loop's copies serve, so what the process writes after
+/// the start reaches containerd's FIFOs, and stdin reaches the process.
+#[test]
+fn stdio_kept_for_the_start_is_copied_after_it() {
+    let dir = std::env::temp_dir().join(format!("robust-kept-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (stdout, out) = fifo_reader(&dir, "stdout");
+    let (stderr, err) = fifo_reader(&dir, "stderr");
+    let stdin_fifo = dir.join("stdin");
+    nix::unistd::mkfifo(&stdin_fifo, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+    let paths = StdioPaths {
+        stdin: stdin_fifo.to_str().unwrap().to_string(),
+        stdout,
+        stderr,
+        terminal: false,
+    };
+    let mut prepared = prepare(&paths, "c1", "", Duration::from_secs(30)).unwrap();
+    prepared.keep_for_start().unwrap();
+    assert!(
+        prepared.runtime.stdin.is_none()
+            && prepared.runtime.stdout.is_none()
+            && prepared.runtime.stderr.is_none(),
+        "nothing goes to the create"
+    );
+    let io = prepared
+        .finish(&paths, "c1", Duration::from_secs(1))
+        .unwrap();
+    // The start takes them, once.
+    let kept = io.take_for_start().expect("kept for the start");
+    assert!(io.take_for_start().is_none());
+    let mut client_in = OpenOptions::new().write(true).open(&stdin_fifo).unwrap();
+    client_in.write_all(b"ping\n").unwrap();
+    drop(client_in);
+    let mut got_in = Vec::new();
+    File::from(kept.stdin.unwrap())
+        .read_to_end(&mut got_in)
+        .unwrap();
+    assert_eq!(got_in, b"ping\n");
+    File::from(kept.stdout.unwrap())
+        .write_all(b"out\n")
+        .unwrap();
+    File::from(kept.stderr.unwrap())
+        .write_all(b"err\n")
+        .unwrap();
+    // The process's ends are closed (the files above dropped): EOF.
+    io.finish_after_exit();
+    assert_eq!(out.join().unwrap(), b"out\n");
+    assert_eq!(err.join().unwrap(), b"err\n");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// A process whose stdio was kept for a start that never came (its start
+/// failed, or it was killed while created): its exit closes the kept ends,
+/// so the output copies end at EOF, not at the drain bound.
+#[test]
+fn stdio_kept_for_a_start_that_never_came_ends_at_the_exit() {
+    let dir = std::env::temp_dir().join(format!("robust-kept2-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (stdout, out) = fifo_reader(&dir, "stdout");
+    let paths = StdioPaths {
+        stdout,
+        ..Default::default()
+    };
+    let mut prepared = prepare(&paths, "c1", "", Duration::from_secs(30)).unwrap();
+    prepared.keep_for_start().unwrap();
+    let io = prepared
+        .finish(&paths, "c1", Duration::from_secs(1))
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(200));
+    let t = Instant::now();
+    io.finish_after_exit();
+    assert_eq!(out.join().unwrap(), b"");
+    assert!(
+        t.elapsed() < Duration::from_secs(5),
+        "ended at EOF, not at the 30 s bound: {:?}",
+        t.elapsed()
+    );
+    assert!(io.take_for_start().is_none(), "released at the exit");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
