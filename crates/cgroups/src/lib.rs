@@ -8,9 +8,10 @@
 //!   `io.containerd.cgroups.v2.Metrics` filled the way containerd's Go shim
 //!   fills them, and [`Metrics::to_any`] packs them with the type URLs
 //!   containerd expects.
-//! * **OOM events**: one [`OomWatcher`] (one thread, one epoll instance)
-//!   watches every container and sends the container id of each OOM kill
-//!   to a channel.
+//! * **OOM events**: one [`OomWatcher`] (one epoll instance, served by a
+//!   thread of its own or, [`OomWatcher::polled`], by the caller's event
+//!   loop) watches every container and sends the container id of each OOM
+//!   kill to a channel.
 //! * **Process control**: [`Cgroup::pids`] lists every process of a
 //!   container, [`Cgroup::freeze`] / [`Cgroup::thaw`] / [`Cgroup::is_frozen`]
 //!   drive the freezer, so that every process of a (frozen) container can be
@@ -58,4 +59,4 @@ mod parse;
 pub use cgroup::{is_unified, Cgroup, CgroupVersion, CGROUP_ROOT};
 pub use error::CgroupError;
 pub use metrics::{Metrics, V1_METRICS_TYPE_URL, V2_METRICS_TYPE_URL};
-pub use oom::OomWatcher;
+pub use oom::{OomEvents, OomWatcher};

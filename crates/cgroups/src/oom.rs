@@ -9,14 +9,18 @@
 //!   notices the cgroup becoming empty (the kernel sends no inotify event when
 //!   a cgroup directory is removed).
 //!
-//! Every such fd is registered in one epoll instance, served by one
-//! background thread that blocks in `epoll_wait` and is woken through an
-//! extra eventfd when the watcher is dropped.
+//! Every such fd is registered in one epoll instance. [`OomWatcher::new`]
+//! serves it from a background thread that blocks in `epoll_wait` and is
+//! woken through an extra eventfd when the watcher is dropped;
+//! [`OomWatcher::polled`] leaves the waiting to the caller (the daemon's
+//! event loop watches the epoll fd itself and calls
+//! [`OomEvents::dispatch`] when it is readable), so no thread is needed.
 //!
 //! What is watched per cgroup version, and what an event means, is in
 //! `source`.
 
 use std::collections::HashMap;
+use std::os::fd::{AsFd, BorrowedFd};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::Sender;
@@ -77,29 +81,7 @@ impl OomWatcher {
     /// Starts the watcher thread. The id of a container is sent to `sink`
     /// each time one of its processes is OOM-killed.
     pub fn new(sink: Sender<String>) -> Result<OomWatcher, CgroupError> {
-        let sys = |op| {
-            move |source| CgroupError::Sys {
-                op,
-                path: PathBuf::new(),
-                source,
-            }
-        };
-        let epoll = Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC).map_err(sys("epoll_create1"))?;
-        let wake = EventFd::from_flags(EfdFlags::EFD_CLOEXEC | EfdFlags::EFD_NONBLOCK)
-            .map_err(sys("eventfd"))?;
-        epoll
-            .add(&wake, EpollEvent::new(EpollFlags::EPOLLIN, WAKE_TOKEN))
-            .map_err(sys("epoll_ctl"))?;
-        let shared = Arc::new(Shared {
-            epoll,
-            wake,
-            shutdown: AtomicBool::new(false),
-            running: AtomicBool::new(true),
-            state: Mutex::new(State {
-                next_token: WAKE_TOKEN + 1,
-                ..State::default()
-            }),
-        });
+        let shared = Shared::new()?;
         let thread_shared = Arc::clone(&shared);
         let thread = thread::Builder::new()
             .name("oom-watcher".into())
@@ -115,6 +97,24 @@ impl OomWatcher {
             shared,
             thread: Some(thread),
         })
+    }
+
+    /// The watcher without its thread: the caller waits until
+    /// [`OomEvents`] (an epoll fd) is readable and then calls
+    /// [`OomEvents::dispatch`], which never blocks.
+    pub fn polled(sink: Sender<String>) -> Result<(OomWatcher, OomEvents), CgroupError> {
+        let shared = Shared::new()?;
+        let events = OomEvents {
+            shared: Arc::clone(&shared),
+            sink,
+        };
+        Ok((
+            OomWatcher {
+                shared,
+                thread: None,
+            },
+            events,
+        ))
     }
 
     /// Starts reporting OOM kills in `cgroup` as `container_id`.
@@ -188,64 +188,149 @@ impl Drop for OomWatcher {
 }
 
 impl Shared {
+    fn new() -> Result<Arc<Shared>, CgroupError> {
+        let sys = |op| {
+            move |source| CgroupError::Sys {
+                op,
+                path: PathBuf::new(),
+                source,
+            }
+        };
+        let epoll = Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC).map_err(sys("epoll_create1"))?;
+        let wake = EventFd::from_flags(EfdFlags::EFD_CLOEXEC | EfdFlags::EFD_NONBLOCK)
+            .map_err(sys("eventfd"))?;
+        epoll
+            .add(&wake, EpollEvent::new(EpollFlags::EPOLLIN, WAKE_TOKEN))
+            .map_err(sys("epoll_ctl"))?;
+        Ok(Arc::new(Shared {
+            epoll,
+            wake,
+            shutdown: AtomicBool::new(false),
+            running: AtomicBool::new(true),
+            state: Mutex::new(State {
+                next_token: WAKE_TOKEN + 1,
+                ..State::default()
+            }),
+        }))
+    }
+
     fn lock(&self) -> MutexGuard<'_, State> {
         // A panic while holding the lock leaves only plain maps behind.
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
 
+/// The OOM events of a [`polled`](OomWatcher::polled) watcher: an fd that
+/// is readable when something is to be dispatched. Clones share it.
+#[derive(Debug, Clone)]
+pub struct OomEvents {
+    shared: Arc<Shared>,
+    sink: Sender<String>,
+}
+
+impl AsFd for OomEvents {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.shared.epoll.0.as_fd()
+    }
+}
+
+impl OomEvents {
+    /// Handle what is ready, without blocking. False once the watcher was
+    /// dropped (or its epoll failed): stop polling then.
+    pub fn dispatch(&self) -> bool {
+        let mut events = [EpollEvent::empty(); 32];
+        loop {
+            match step(&self.shared, &self.sink, &mut events, PollTimeout::ZERO) {
+                Step::Idle => return true,
+                Step::Handled(n) if n < events.len() => return true,
+                Step::Handled(_) => {}
+                Step::Stop => {
+                    self.shared.running.store(false, Ordering::SeqCst);
+                    return false;
+                }
+            }
+        }
+    }
+}
+
+enum Step {
+    /// Nothing was ready.
+    Idle,
+    /// This many events were handled.
+    Handled(usize),
+    /// Shut down, or epoll failed.
+    Stop,
+}
+
 /// The watcher thread.
 fn run(shared: &Shared, sink: &Sender<String>) {
     let mut events = [EpollEvent::empty(); 32];
-    loop {
-        let n = match shared.epoll.wait(&mut events, PollTimeout::NONE) {
-            Ok(n) => n,
+    while !matches!(
+        step(shared, sink, &mut events, PollTimeout::NONE),
+        Step::Stop
+    ) {}
+    shared.running.store(false, Ordering::SeqCst);
+}
+
+/// Wait up to `timeout` for events and handle them.
+fn step(
+    shared: &Shared,
+    sink: &Sender<String>,
+    events: &mut [EpollEvent],
+    timeout: PollTimeout,
+) -> Step {
+    let n = loop {
+        match shared.epoll.wait(events, timeout) {
+            Ok(n) => break n,
             Err(Errno::EINTR) => continue,
             Err(e) => {
                 log::error!("OOM watcher: epoll_wait failed, stopping: {e}");
-                break;
+                return Step::Stop;
             }
-        };
-        if shared.shutdown.load(Ordering::SeqCst) {
-            break;
         }
-        let mut reports = Vec::new();
-        {
-            let mut state = shared.lock();
-            for ev in &events[..n] {
-                let token = ev.data();
-                if token == WAKE_TOKEN {
-                    let _ = shared.wake.read();
-                    continue;
-                }
-                // Already unwatched (event raced with unwatch): nothing to do.
-                let Some(watch) = state.by_token.get_mut(&token) else {
-                    continue;
-                };
-                let outcome = process(&mut watch.source);
-                if outcome.report {
-                    reports.push(watch.container_id.clone());
-                }
-                if outcome.remove {
-                    log::debug!(
-                        "cgroup of {} is gone, no longer watching it",
-                        watch.container_id
-                    );
-                    if let Some(w) = state.by_token.remove(&token) {
-                        let _ = shared.epoll.delete(w.source.fd());
-                        if state.by_id.get(&w.container_id) == Some(&token) {
-                            state.by_id.remove(&w.container_id);
-                        }
+    };
+    if shared.shutdown.load(Ordering::SeqCst) {
+        return Step::Stop;
+    }
+    if n == 0 {
+        return Step::Idle;
+    }
+    let mut reports = Vec::new();
+    {
+        let mut state = shared.lock();
+        for ev in &events[..n] {
+            let token = ev.data();
+            if token == WAKE_TOKEN {
+                let _ = shared.wake.read();
+                continue;
+            }
+            // Already unwatched (event raced with unwatch): nothing to do.
+            let Some(watch) = state.by_token.get_mut(&token) else {
+                continue;
+            };
+            let outcome = process(&mut watch.source);
+            if outcome.report {
+                reports.push(watch.container_id.clone());
+            }
+            if outcome.remove {
+                log::debug!(
+                    "cgroup of {} is gone, no longer watching it",
+                    watch.container_id
+                );
+                if let Some(w) = state.by_token.remove(&token) {
+                    let _ = shared.epoll.delete(w.source.fd());
+                    if state.by_id.get(&w.container_id) == Some(&token) {
+                        state.by_id.remove(&w.container_id);
                     }
                 }
             }
         }
-        for id in reports {
-            log::info!("OOM event for container {id}");
-            if sink.send(id).is_err() {
-                log::warn!("OOM event receiver is gone");
-            }
+    }
+    for id in reports {
+        log::info!("OOM event for container {id}");
+        if sink.send(id).is_err() {
+            log::warn!("OOM event receiver is gone");
         }
     }
-    shared.running.store(false, Ordering::SeqCst);
+    Step::Handled(n)
 }

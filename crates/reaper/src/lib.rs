@@ -3,7 +3,10 @@
 //!
 //! Entry points:
 //! - [`Reaper::start`] marks the process a subreaper (`PR_SET_CHILD_SUBREAPER`)
-//!   and starts the one thread that calls `waitpid(-1)` on `SIGCHLD`.
+//!   and starts the one thread that calls `waitpid(-1)` on `SIGCHLD`;
+//!   [`Reaper::start_polled`] does the same without the thread: the caller's
+//!   event loop waits until the [`Sigchld`] fd is readable and calls
+//!   [`Sigchld::reap`].
 //! - [`Reaper::spawn`] starts a command whose exit the caller wants; the
 //!   watch is registered in the same critical section as the fork, so the
 //!   exit can never be reaped before someone is waiting for it, and nobody
@@ -20,6 +23,9 @@ pub use child::Child;
 pub use status::ExitStatus;
 
 use std::collections::HashMap;
+use std::io::Read;
+use std::os::fd::{AsFd, BorrowedFd};
+use std::os::unix::net::UnixStream;
 use std::process::Command;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{self, Receiver, Sender};
@@ -94,6 +100,22 @@ impl Reaper {
         Ok((reaper, rx))
     }
 
+    /// [`Reaper::start`] without the reaping thread: the returned
+    /// [`Sigchld`] becomes readable on every `SIGCHLD`, and
+    /// [`Sigchld::reap`] then reaps without blocking.
+    pub fn start_polled() -> Result<(Reaper, Receiver<Exit>, Sigchld), ReaperError> {
+        set_subreaper()?;
+        let (tx, rx) = mpsc::channel();
+        let reaper = Reaper::unregistered(tx);
+        let (read, write) = UnixStream::pair().map_err(ReaperError::Signal)?;
+        read.set_nonblocking(true).map_err(ReaperError::Signal)?;
+        // The handler writes one byte per signal, never blocking (signal-hook
+        // makes its end non-blocking); a full socket already says "reap".
+        signal_hook::low_level::pipe::register(libc::SIGCHLD, write)
+            .map_err(ReaperError::Signal)?;
+        Ok((reaper.clone(), rx, Sigchld { read, reaper }))
+    }
+
     fn unregistered(sink: Sender<Exit>) -> Reaper {
         Reaper {
             inner: Arc::new(Mutex::new(Inner {
@@ -165,6 +187,35 @@ impl Reaper {
                 log::debug!("msg=\"reaped child nobody listens for\" pid={pid} status={status}");
             }
         }
+    }
+}
+
+/// The reaper's `SIGCHLD` as a readable fd (see [`Reaper::start_polled`]).
+pub struct Sigchld {
+    read: UnixStream,
+    reaper: Reaper,
+}
+
+impl AsFd for Sigchld {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.read.as_fd()
+    }
+}
+
+impl Sigchld {
+    /// Take the pending signals and reap every child that exited. Also
+    /// right after start: children may have exited before the handler.
+    pub fn reap(&self) {
+        let mut buf = [0u8; 64];
+        loop {
+            match (&self.read).read(&mut buf) {
+                Ok(n) if n == buf.len() => continue,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                // Drained (or the write end is gone: reaping still helps).
+                _ => break,
+            }
+        }
+        self.reaper.reap_all();
     }
 }
 

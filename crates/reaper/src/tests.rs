@@ -82,3 +82,80 @@ fn exit_status_codes() {
     assert_eq!(ExitStatus::Code(7).code(), 7);
     assert_eq!(ExitStatus::Signal(9).code(), 137);
 }
+
+const POLLED_CHILD_ENV: &str = "ROBUST_REAPER_POLLED_CHILD";
+
+/// The polled reaper, in a process of its own (a second reaper in this
+/// test process would race the shared one for `waitpid(-1)`): the test
+/// binary runs itself with only `polled_reaper_child` selected.
+#[test]
+fn polled_reaper_delivers_spawned_and_orphan_exits() {
+    // Spawned through this process's reaper, which reaps every child here.
+    let (r, _) = reaper();
+    let out = std::env::temp_dir().join(format!("robust-reaper-polled-{}", std::process::id()));
+    let file = std::fs::File::create(&out).unwrap();
+    let mut child = r
+        .spawn(
+            Command::new(std::env::current_exe().unwrap())
+                .args(["--exact", "tests::polled_reaper_child", "--nocapture"])
+                .env(POLLED_CHILD_ENV, "1")
+                .stdout(file.try_clone().unwrap())
+                .stderr(file),
+        )
+        .unwrap();
+    let (status, killed) = child.wait_or_kill(Duration::from_secs(30));
+    let text = std::fs::read_to_string(&out).unwrap_or_default();
+    let _ = std::fs::remove_file(&out);
+    assert!(
+        !killed,
+        "the polled reaper child did not finish within 30 s: {text}"
+    );
+    assert!(status.success(), "{text}");
+    assert!(
+        text.contains("1 passed"),
+        "the child test did not run: {text}"
+    );
+}
+
+/// Not a real test: the body of the child of the test above. Without the
+/// environment variable it does nothing.
+#[test]
+fn polled_reaper_child() {
+    use nix::poll::{poll, PollFd, PollFlags};
+    if std::env::var_os(POLLED_CHILD_ENV).is_none() {
+        return;
+    }
+    let (r, rx, sigchld) = Reaper::start_polled().unwrap();
+    // One thread polls the fd, as the daemon's loop does.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let stop2 = stop.clone();
+    let poller = std::thread::spawn(move || {
+        sigchld.reap();
+        while !stop2.load(Ordering::Relaxed) {
+            let mut fds = [PollFd::new(sigchld.as_fd(), PollFlags::POLLIN)];
+            if poll(&mut fds, 50u16).unwrap_or(0) > 0 {
+                sigchld.reap();
+            }
+        }
+    });
+    let mut c = r.spawn(Command::new("sh").args(["-c", "exit 7"])).unwrap();
+    assert_eq!(
+        c.wait_or_kill(Duration::from_secs(10)),
+        (ExitStatus::Code(7), false)
+    );
+    let mut c = r
+        .spawn(
+            Command::new("sh")
+                .args(["-c", "(sleep 0.1; exit 5) & exit 0"])
+                .stdout(std::process::Stdio::null()),
+        )
+        .unwrap();
+    assert_eq!(
+        c.wait_or_kill(Duration::from_secs(10)),
+        (ExitStatus::Code(0), false)
+    );
+    let orphan = rx.recv_timeout(Duration::from_secs(10)).unwrap();
+    assert_eq!(orphan.status, ExitStatus::Code(5));
+    stop.store(true, Ordering::Relaxed);
+    poller.join().unwrap();
+}

@@ -5,6 +5,10 @@
 //! the publish bound and reconnecting when the connection broke (containerd
 //! restarted). What finally cannot be delivered is logged with its topic
 //! and container id.
+//!
+//! The thread speaks ttrpc itself (`Forwarder`): one request at a time,
+//! written and then read back on the calling thread with the socket's
+//! timeouts, where ttrpc's client would add a reader and a writer thread.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TrySendError};
@@ -17,7 +21,7 @@ use containerd_shim_protos::protobuf::well_known_types::timestamp::Timestamp;
 use containerd_shim_protos::protobuf::{Message, MessageField};
 use containerd_shim_protos::shim::event::Envelope;
 use containerd_shim_protos::shim::events::ForwardRequest;
-use containerd_shim_protos::EventsClient;
+use ttrpc::proto::{Codec, MessageHeader, MESSAGE_HEADER_LENGTH, MESSAGE_TYPE_RESPONSE};
 
 use robust_cleanup::logfmt::quote;
 
@@ -199,6 +203,11 @@ impl Publisher {
         (publisher, rx)
     }
 
+    /// Events queued and not yet delivered or given up on.
+    pub fn pending(&self) -> usize {
+        self.pending.load(Ordering::Acquire)
+    }
+
     /// Wait until every queued event was delivered or given up on, for at
     /// most `bound`. Returns how many were still pending.
     pub fn drain(&self, bound: Duration) -> usize {
@@ -237,33 +246,101 @@ fn report_unsent(err: TrySendError<Event>, topic: &str, id: &str) {
     }
 }
 
-/// Connect to containerd's ttrpc address. The socket is connected here, not
-/// by `ttrpc::Client::connect`: ttrpc 0.10 leaks the socket of every failed
-/// connect, one fd per retry while containerd is down (found by the soak:
-/// a pod daemon went from 32 to 350 fds over 1000 cycles with containerd
-/// restarts).
-fn connect(address: &str) -> Option<EventsClient> {
-    use std::os::fd::IntoRawFd;
-    let path = address.strip_prefix("unix://").unwrap_or(address);
-    let stream = match std::os::unix::net::UnixStream::connect(path) {
-        Ok(s) => s,
-        Err(e) => {
-            log::debug!(
-                "msg=\"connect to containerd events failed\" address={address} error={q_error}",
-                q_error = quote(&e)
-            );
-            return None;
+/// A ttrpc connection to containerd's events service that forwards one
+/// event at a time on the calling thread.
+struct Forwarder {
+    stream: std::os::unix::net::UnixStream,
+    /// Client streams are odd, and each request takes a new one.
+    next_stream: u32,
+}
+
+const EVENTS_SERVICE: &str = "containerd.services.events.ttrpc.v1.Events";
+
+impl Forwarder {
+    /// Connect to containerd's ttrpc address.
+    fn connect(address: &str) -> Option<Forwarder> {
+        let path = address.strip_prefix("unix://").unwrap_or(address);
+        match std::os::unix::net::UnixStream::connect(path) {
+            Ok(stream) => Some(Forwarder {
+                stream,
+                next_stream: 1,
+            }),
+            Err(e) => {
+                log::debug!(
+                    "msg=\"connect to containerd events failed\" address={address} error={q_error}",
+                    q_error = quote(&e)
+                );
+                None
+            }
         }
-    };
-    // The client owns the fd from here and closes it when dropped.
-    match ttrpc::Client::new(stream.into_raw_fd()) {
-        Ok(c) => Some(EventsClient::new(c)),
-        Err(e) => {
-            log::warn!(
-                "msg=\"cannot set up the events client\" address={address} error={q_error}",
-                q_error = quote(&e)
-            );
-            None
+    }
+
+    /// Send `req` and wait up to `timeout` for containerd's answer.
+    fn forward(
+        &mut self,
+        req: &ForwardRequest,
+        namespace: &str,
+        timeout: Duration,
+    ) -> Result<(), String> {
+        use std::io::{Read, Write};
+        let stream_id = self.next_stream;
+        self.next_stream = self.next_stream.wrapping_add(2);
+        let mut kv = ttrpc::proto::KeyValue::new();
+        kv.key = "containerd-namespace-ttrpc".to_string();
+        kv.value = namespace.to_string();
+        let mut r = ttrpc::Request::new();
+        r.service = EVENTS_SERVICE.to_string();
+        r.method = "Forward".to_string();
+        r.timeout_nano = timeout.as_nanos().min(i64::MAX as u128) as i64;
+        r.metadata = vec![kv];
+        r.payload = req.write_to_bytes().map_err(|e| format!("encode: {e}"))?;
+        let body = r.encode().map_err(|e| format!("encode: {e}"))?;
+        let mut frame: Vec<u8> = MessageHeader::new_request(stream_id, body.len() as u32).into();
+        frame.extend_from_slice(&body);
+
+        let deadline = Instant::now() + timeout;
+        let left = || {
+            deadline
+                .saturating_duration_since(Instant::now())
+                .max(Duration::from_millis(1))
+        };
+        let io_err = |what: &str, e: std::io::Error| format!("{what}: {e}");
+        self.stream
+            .set_write_timeout(Some(left()))
+            .map_err(|e| io_err("set timeout", e))?;
+        self.stream
+            .write_all(&frame)
+            .map_err(|e| io_err("send", e))?;
+        loop {
+            self.stream
+                .set_read_timeout(Some(left()))
+                .map_err(|e| io_err("set timeout", e))?;
+            let mut head = [0u8; MESSAGE_HEADER_LENGTH];
+            self.stream
+                .read_exact(&mut head)
+                .map_err(|e| io_err("receive", e))?;
+            let mh = MessageHeader::from(head);
+            if mh.length as usize > ttrpc::proto::MESSAGE_LENGTH_MAX {
+                return Err(format!("receive: a {}-byte message", mh.length));
+            }
+            let mut body = vec![0u8; mh.length as usize];
+            self.stream
+                .set_read_timeout(Some(left()))
+                .map_err(|e| io_err("set timeout", e))?;
+            self.stream
+                .read_exact(&mut body)
+                .map_err(|e| io_err("receive", e))?;
+            // Only our request is in flight; anything else is not ours.
+            if mh.type_ != MESSAGE_TYPE_RESPONSE || mh.stream_id != stream_id {
+                continue;
+            }
+            let res = ttrpc::Response::decode(&body).map_err(|e| format!("decode: {e}"))?;
+            return match res.status.as_ref() {
+                Some(st) if st.code() != ttrpc::Code::OK => {
+                    Err(format!("{:?}: {}", st.code(), st.message()))
+                }
+                _ => Ok(()),
+            };
         }
     }
 }
@@ -275,7 +352,7 @@ fn forward_loop(
     default_bound: Duration,
     pending: &AtomicUsize,
 ) {
-    let mut client: Option<EventsClient> = None;
+    let mut client: Option<Forwarder> = None;
     for e in rx {
         let bound = e.bound.unwrap_or(default_bound);
         deliver(&mut client, e, address, namespace, bound);
@@ -291,7 +368,7 @@ fn is_critical(topic: &str) -> bool {
 }
 
 fn deliver(
-    client: &mut Option<EventsClient>,
+    client: &mut Option<Forwarder>,
     e: Event,
     address: &str,
     namespace: &str,
@@ -316,17 +393,10 @@ fn deliver(
     loop {
         attempts += 1;
         if client.is_none() {
-            *client = connect(address);
+            *client = Forwarder::connect(address);
         }
-        let sent = match client.as_ref() {
-            Some(c) => {
-                let mut ctx = ttrpc::context::with_timeout(FORWARD_TIMEOUT.as_nanos() as i64);
-                ctx.add(
-                    "containerd-namespace-ttrpc".to_string(),
-                    namespace.to_string(),
-                );
-                c.forward(ctx, &req).map_err(|err| err.to_string())
-            }
+        let sent = match client.as_mut() {
+            Some(c) => c.forward(&req, namespace, FORWARD_TIMEOUT),
             None => Err("not connected".to_string()),
         };
         let err = match sent {
@@ -454,6 +524,108 @@ mod tests {
             1,
             "an exit must not be dropped"
         );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// A one-connection fake of containerd's events service: answers each
+    /// Forward with `answer` (None: never answers), and hands what it got
+    /// to the test.
+    fn fake_containerd(
+        sock: &std::path::Path,
+        answer: Option<ttrpc::Code>,
+    ) -> std::sync::mpsc::Receiver<(String, String, Vec<String>, ForwardRequest)> {
+        use std::io::{Read, Write};
+        let listener = std::os::unix::net::UnixListener::bind(sock).unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let Ok((mut c, _)) = listener.accept() else {
+                return;
+            };
+            loop {
+                let mut head = [0u8; MESSAGE_HEADER_LENGTH];
+                if c.read_exact(&mut head).is_err() {
+                    return;
+                }
+                let mh = MessageHeader::from(head);
+                let mut body = vec![0u8; mh.length as usize];
+                c.read_exact(&mut body).unwrap();
+                let req = ttrpc::Request::decode(&body).unwrap();
+                let meta = req
+                    .metadata
+                    .iter()
+                    .map(|kv| format!("{}={}", kv.key, kv.value))
+                    .collect();
+                let fwd = ForwardRequest::parse_from_bytes(&req.payload).unwrap();
+                let _ = tx.send((req.service.clone(), req.method.clone(), meta, fwd));
+                let Some(code) = answer else { continue };
+                let mut res = ttrpc::Response::new();
+                res.status = MessageField::some(ttrpc::get_status(code, "nope"));
+                let body = res.encode().unwrap();
+                let mut frame: Vec<u8> =
+                    MessageHeader::new_response(mh.stream_id, body.len() as u32).into();
+                frame.extend_from_slice(&body);
+                c.write_all(&frame).unwrap();
+            }
+        });
+        rx
+    }
+
+    fn forward_request(id: &str) -> ForwardRequest {
+        let mut m = ev::TaskExit::new();
+        m.container_id = id.into();
+        let e = task_exit(&m);
+        let mut env = Envelope::new();
+        env.topic = e.topic.to_string();
+        env.namespace = "default".into();
+        let mut req = ForwardRequest::new();
+        req.envelope = MessageField::some(env);
+        req
+    }
+
+    #[test]
+    fn forwarder_speaks_ttrpc_to_containerd() {
+        let dir = std::env::temp_dir().join(format!("robust-fwd-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let sock = dir.join("c.sock");
+        let got = fake_containerd(&sock, Some(ttrpc::Code::OK));
+        let mut f = Forwarder::connect(sock.to_str().unwrap()).unwrap();
+        for id in ["c1", "c2"] {
+            f.forward(&forward_request(id), "k8s.io", Duration::from_secs(5))
+                .unwrap();
+            let (service, method, meta, fwd) = got.recv_timeout(Duration::from_secs(5)).unwrap();
+            assert_eq!(service, EVENTS_SERVICE);
+            assert_eq!(method, "Forward");
+            assert_eq!(meta, vec!["containerd-namespace-ttrpc=k8s.io".to_string()]);
+            assert_eq!(fwd.envelope.topic, "/tasks/exit");
+        }
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn forwarder_reports_containerds_error_and_its_silence() {
+        let dir = std::env::temp_dir().join(format!("robust-fwd2-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let sock = dir.join("err.sock");
+        let _got = fake_containerd(&sock, Some(ttrpc::Code::UNAVAILABLE));
+        let mut f = Forwarder::connect(sock.to_str().unwrap()).unwrap();
+        let err = f
+            .forward(&forward_request("c1"), "default", Duration::from_secs(5))
+            .unwrap_err();
+        assert!(err.contains("UNAVAILABLE") && err.contains("nope"), "{err}");
+
+        let sock = dir.join("mute.sock");
+        let _got = fake_containerd(&sock, None);
+        let mut f = Forwarder::connect(sock.to_str().unwrap()).unwrap();
+        let t = Instant::now();
+        let err = f
+            .forward(
+                &forward_request("c1"),
+                "default",
+                Duration::from_millis(300),
+            )
+            .unwrap_err();
+        assert!(err.starts_with("receive"), "{err}");
+        assert!(t.elapsed() < Duration::from_secs(3), "{:?}", t.elapsed());
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -12,13 +12,14 @@
 //! - [`events::Publisher`] forwards task events to containerd, in order,
 //!   with retry.
 //! - [`stdio`] copies between the container and containerd's FIFOs without
-//!   ever blocking the daemon.
+//!   ever blocking the daemon, on the daemon's [`event_loop`].
 #![deny(unsafe_code)]
 
 pub mod container;
 mod create;
 mod delete;
 pub mod error;
+pub mod event_loop;
 pub mod events;
 mod exec;
 mod exits;

@@ -139,7 +139,7 @@ impl Service {
         cgroup_of: Box<CgroupOf>,
     ) -> Service {
         let (oom_tx, oom_rx) = std::sync::mpsc::channel::<String>();
-        let oom = match robust_cgroups::OomWatcher::new(oom_tx) {
+        let oom = match crate::event_loop::watch_ooms(oom_tx) {
             Ok(w) => Some(w),
             Err(e) => {
                 log::warn!("msg=\"OOM events unavailable\" error={}", quote(&e));

@@ -2,9 +2,11 @@
 //! the pseudo-terminal received over a console socket.
 //!
 //! Nothing here may block the shim: output FIFOs are opened read-write
-//! (which never waits for a peer), the stdin FIFO is opened non-blocking and
-//! polled together with a stop eventfd, so `CloseIO`, an exit or a shutdown
-//! always ends the copy thread.
+//! (which never waits for a peer), the stdin FIFO is opened non-blocking,
+//! and every copy is a task of the daemon's one event loop
+//! (`crate::event_loop`) watching its fds together with a stop eventfd, so
+//! `CloseIO`, an exit or a shutdown always ends it, and no process costs a
+//! thread.
 //!
 //! An output copy ends at EOF, which normally comes when the process exits.
 //! A background child that inherited the process's stdout (`sleep 60 &`)
@@ -12,8 +14,8 @@
 //! drains for at most `timeouts.io_drain` after the exit and stops, closing
 //! containerd's FIFO so its client sees the end of the output.
 //!
-//! `copy` holds the copy threads and their drain, `console` the socket the
-//! runtime sends a terminal over.
+//! `copy` holds the copies (splice between pipes, a buffer for a terminal)
+//! and their drain, `console` the socket the runtime sends a terminal over.
 
 use std::fs::{File, OpenOptions};
 use std::os::fd::{AsFd, OwnedFd};
@@ -143,7 +145,7 @@ impl Io {
         drop(self.take_for_start());
         if let Ok(mut m) = self.master.lock() {
             // Output through the pty ends when the last slave closes; the
-            // copy thread holds its own duplicate of the master.
+            // output copy holds its own duplicate of the master.
             m.take();
         }
         let _ = self.drain.exited.write(1);

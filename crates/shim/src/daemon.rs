@@ -1,20 +1,29 @@
 //! The shim daemon: serves the Task API (v2 and v3 names) over ttrpc until
 //! containerd shuts it down or it is told to stop by a signal.
+//!
+//! Its main thread runs the event loop (`robust_service::event_loop`): the
+//! ttrpc listener and connections, the reaper's SIGCHLD, the OOM watches,
+//! every stdio copy and the signals. Other threads: the RPC workers (one
+//! idle, one more per call in flight), the exit and OOM handlers and the
+//! event publisher; `docs/benchmarks.md` lists them.
 
-use std::os::fd::RawFd;
+use std::os::fd::{FromRawFd, OwnedFd, RawFd};
+use std::os::unix::net::UnixStream;
 use std::path::Path;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use nix::fcntl::{fcntl, FcntlArg, FdFlag};
 use robust_cleanup::logfmt::quote;
 use robust_reaper::Reaper;
+use robust_service::event_loop::{self, OnReadable};
 use robust_service::events::Publisher;
 use robust_service::Service;
 
 use crate::args::Args;
 use crate::logger;
+use crate::server::{self, pool::Pool};
 use crate::start::{LISTEN_FD_ENV, SOCKET_ENV};
 
 const V3: &str = "/containerd.task.v3.Task/";
@@ -86,63 +95,43 @@ pub fn run(args: Args) -> Result<()> {
         .and_then(|v| v.parse().ok())
         .context("daemon started without a listening socket (run the `start` action)")?;
     fcntl(fd, FcntlArg::F_SETFD(FdFlag::FD_CLOEXEC)).context("listener fd")?;
+    // SAFETY: `start` passed us this fd (checked open just above) for the
+    // listening socket, and nothing else in the daemon refers to it.
+    #[allow(unsafe_code)]
+    let listener = unsafe { OwnedFd::from_raw_fd(fd) };
     let socket = std::env::var(SOCKET_ENV).unwrap_or_default();
     let ttrpc_address = std::env::var("TTRPC_ADDRESS").unwrap_or_default();
 
-    let (reaper, exits) = Reaper::start().context("start reaper")?;
+    // The main thread runs the loop (below): tasks added before that wait
+    // in it, and no thread is started for it.
+    let lp = event_loop::global().context("create the event loop")?;
+    lp.claim();
+    let (reaper, exits, sigchld) = Reaper::start_polled().context("start reaper")?;
+    lp.add(Box::new(OnReadable::new(sigchld, |s| {
+        s.reap();
+        true
+    })))
+    .context("reap from the event loop")?;
     // Long enough to ride out a containerd restart; order is kept meanwhile.
     let publisher = Publisher::start(&ttrpc_address, &args.namespace, PUBLISH_RETRY);
     let (stop_tx, stop_rx) = std::sync::mpsc::channel();
     let service = Service::new(&args.namespace, reaper, exits, publisher, stop_tx.clone());
 
-    // Few idle workers: the pool spawns a new worker whenever fewer than
-    // `min` are idle (a blocked Wait holds one), so a small pool costs no
-    // responsiveness. ttrpc wants min < default < max.
-    let mut server = ttrpc::Server::new()
-        .set_thread_count_min(1)
-        .set_thread_count_default(2)
-        .set_thread_count_max(3)
-        .add_listener(fd)
-        .context("ttrpc listener")?
-        .register_service(task_methods(Arc::new(service.clone())));
-    server.start().context("start ttrpc server")?;
+    // One idle RPC thread; a call that blocks takes one of its own. After
+    // each call the loop looks at `stop_rx` (a Shutdown).
+    let waker = lp.clone();
+    let pool = Pool::new(1, server::pool::MAX_THREADS, Box::new(move || waker.wake()));
+    server::serve(lp, listener, task_methods(Arc::new(service.clone())), pool)
+        .context("start ttrpc server")?;
     log::info!(
         "msg=\"shim daemon serving\" id={} pid={} socket={socket}",
         args.id,
         std::process::id()
     );
 
-    let mut signals = signal_hook::iterator::Signals::new([libc::SIGTERM, libc::SIGINT])
-        .context("install signal handlers")?;
-    let sig_tx = stop_tx;
-    let sig_service = service.clone();
-    std::thread::Builder::new()
-        .name("signals".into())
-        .stack_size(256 * 1024)
-        .spawn(move || {
-            if let Some(sig) = signals.forever().next() {
-                // A bounded orderly exit: stop every container (SIGTERM,
-                // grace, SIGKILL, grace, cgroup kill, forced delete), clean
-                // it, publish the exits, then let main remove the socket.
-                log::warn!(
-                    "msg=\"shim received signal; stopping containers and exiting\" signal={sig} containers={}",
-                    sig_service.container_count()
-                );
-                for r in sig_service.stop_all() {
-                    log::warn!(
-                        "msg=\"stopped on shim exit\" id={} confirmed={} steps={} took={:?}",
-                        r.id,
-                        r.confirmed,
-                        quote(r.steps.join(",")),
-                        r.took
-                    );
-                }
-                let _ = sig_tx.send(());
-            }
-        })
-        .context("start signal thread")?;
+    watch_signals(lp, &service, stop_tx).context("install signal handlers")?;
 
-    let _ = stop_rx.recv();
+    lp.run_until(|| stop_rx.try_recv().is_ok(), None);
     let left = service.bundles();
     if !left.is_empty() {
         log::warn!(
@@ -159,11 +148,85 @@ pub fn run(args: Args) -> Result<()> {
     if !socket.is_empty() {
         let _ = std::fs::remove_file(&socket);
     }
-    let undelivered = service.publisher().drain(service.shutdown_bound());
+    // The loop keeps reaping and copying while the events go out.
+    let deadline = Instant::now() + service.shutdown_bound();
+    let publisher = service.publisher();
+    lp.run_until(
+        || publisher.pending() == 0 || Instant::now() >= deadline,
+        Some(Duration::from_millis(10)),
+    );
+    let undelivered = publisher.pending();
     if undelivered > 0 {
         log::warn!("msg=\"shim exiting with undelivered events\" count={undelivered}");
     }
     log::info!("msg=\"shim daemon exiting\" id={}", args.id);
     log::logger().flush();
     std::process::exit(0)
+}
+
+/// SIGTERM or SIGINT: a bounded orderly exit, on a thread of its own (it
+/// waits for the containers to stop, which needs the loop to reap them):
+/// stop every container (SIGTERM, grace, SIGKILL, grace, cgroup kill,
+/// forced delete), clean it, publish the exits, then stop the loop.
+fn watch_signals(
+    lp: &'static event_loop::EventLoop,
+    service: &Service,
+    stop_tx: std::sync::mpsc::Sender<()>,
+) -> std::io::Result<()> {
+    let stopping = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    for sig in [libc::SIGTERM, libc::SIGINT] {
+        // One socket per signal, so that the log names it.
+        let (read, write) = UnixStream::pair()?;
+        read.set_nonblocking(true)?;
+        signal_hook::low_level::pipe::register(sig, write)?;
+        let (service, stop_tx, stopping) = (service.clone(), stop_tx.clone(), stopping.clone());
+        lp.add(Box::new(OnReadable::new(read, move |r| {
+            let mut got = [0u8; 16];
+            let n = std::io::Read::read(&mut &*r, &mut got).unwrap_or(0);
+            // Nothing yet (the first run), or a second signal: the exit
+            // under way is bounded already.
+            if n > 0 && !stopping.swap(true, std::sync::atomic::Ordering::AcqRel) {
+                orderly_exit(lp, &service, &stop_tx, sig);
+            }
+            true
+        })))?;
+    }
+    Ok(())
+}
+
+fn orderly_exit(
+    lp: &'static event_loop::EventLoop,
+    service: &Service,
+    stop_tx: &std::sync::mpsc::Sender<()>,
+    sig: libc::c_int,
+) {
+    let (svc, tx) = (service.clone(), stop_tx.clone());
+    let spawned = std::thread::Builder::new()
+        .name("signals".into())
+        .stack_size(256 * 1024)
+        .spawn(move || {
+            log::warn!(
+                "msg=\"shim received signal; stopping containers and exiting\" signal={sig} containers={}",
+                svc.container_count()
+            );
+            for r in svc.stop_all() {
+                log::warn!(
+                    "msg=\"stopped on shim exit\" id={} confirmed={} steps={} took={:?}",
+                    r.id,
+                    r.confirmed,
+                    quote(r.steps.join(",")),
+                    r.took
+                );
+            }
+            let _ = tx.send(());
+            lp.wake();
+        });
+    if let Err(e) = spawned {
+        log::error!(
+            "msg=\"cannot start the orderly exit; exiting now\" error={}",
+            quote(e)
+        );
+        let _ = stop_tx.send(());
+        lp.wake();
+    }
 }

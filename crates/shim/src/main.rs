@@ -6,6 +6,7 @@ mod args;
 mod daemon;
 mod delete;
 mod logger;
+mod server;
 mod start;
 mod sweep;
 mod usage;

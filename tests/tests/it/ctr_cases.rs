@@ -416,3 +416,96 @@ shim_test!(ps_of_stopped_task, limit = 60, |shim| {
         ),
     }
 });
+
+// 9. Threads (issue 15): a daemon's threads do not grow with its containers. A pod daemon
+//    with one running container has at most 6 (ours: the event loop, one idle RPC thread,
+//    the exit, OOM and publisher threads); four more containers, each with its stdio and
+//    an exec, add none; an attached exec adds one while it runs (the Wait it holds). The
+//    reference's counts are recorded.
+shim_test!(daemon_threads_stay_few, limit = 90, |shim| {
+    let pod = unique_id("threads", shim);
+    let mut g = ContainerGuard::new(NS, &pod);
+    let group = format!("io.kubernetes.cri.sandbox-id={pod}");
+    let run = |id: &str, kind: &str| {
+        let kind = format!("io.kubernetes.cri.container-type={kind}");
+        let e = env();
+        ctr(
+            NS,
+            &[
+                "run",
+                "-d",
+                "--runtime",
+                shim.runtime(),
+                "--annotation",
+                &group,
+                "--annotation",
+                &kind,
+                &e.image,
+                id,
+                "sleep",
+                "1000",
+            ],
+        )
+        .run()
+        .ok();
+        wait_task_status(NS, id, "RUNNING", 15 * SEC);
+    };
+    run(&pod, "sandbox");
+    let daemon = shim_pid(&pod);
+    let threads = || {
+        std::fs::read_to_string(format!("/proc/{daemon}/status"))
+            .ok()
+            .and_then(|s| {
+                s.lines()
+                    .find_map(|l| l.strip_prefix("Threads:"))
+                    .and_then(|n| n.trim().parse::<usize>().ok())
+            })
+            .unwrap_or_else(|| panic!("no thread count of shim daemon {daemon}"))
+    };
+    // A call's thread goes once its call is answered: wait for the count to settle.
+    let settled = |at_most: usize, what: &str| {
+        if shim == Shim::Robust {
+            poll_until(what, 5 * SEC, || Some(threads()).filter(|&n| n <= at_most))
+        } else {
+            threads()
+        }
+    };
+    let one = settled(6, "at most 6 threads with one container");
+
+    for i in 1..5 {
+        let id = format!("{pod}-{i}");
+        g.add(&id);
+        run(&id, "container");
+        assert_eq!(shim_pid(&id), daemon, "{id} is served by the pod's daemon");
+        let exec_id = format!("e{i}");
+        ctr(NS, &["task", "exec", "--exec-id", &exec_id, &id, "true"])
+            .run()
+            .ok();
+    }
+    let five = settled(one, "no more threads with five containers than with one");
+
+    let id = format!("{pod}-1");
+    let attached = std::thread::spawn(move || {
+        ctr(
+            NS,
+            &["task", "exec", "--exec-id", "w1", &id, "sleep", "3.5"],
+        )
+        .timeout(30 * SEC)
+        .run()
+        .ok();
+    });
+    poll_until("the attached exec running", 10 * SEC, || {
+        all_pids()
+            .into_iter()
+            .find(|&p| cmdline(p).trim() == "sleep 3.5")
+    });
+    let waiting = settled(five + 1, "one more thread while an attached exec runs");
+    attached.join().expect("the attached exec");
+    record(
+        "daemon_threads_stay_few",
+        shim,
+        &format!(
+            "threads: 1 container {one}, 5 containers {five}, an attached exec running {waiting}"
+        ),
+    );
+});

@@ -236,3 +236,33 @@ fn v1_oom_kill_is_reported_once() {
     );
     drop(watcher);
 }
+
+/// The polled watcher reports the same OOM as the threaded one, when its fd
+/// says so, and stops once dropped; no thread of its own.
+#[test]
+fn polled_watcher_reports_when_its_fd_is_readable_and_stops_when_dropped() {
+    use nix::poll::{poll, PollFd, PollFlags};
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    fs::write(d.join("memory.events"), "oom 0\noom_kill 0\n").unwrap();
+    fs::write(d.join("cgroup.events"), "populated 1\nfrozen 0\n").unwrap();
+    let (tx, rx) = mpsc::channel();
+    let (w, events) = OomWatcher::polled(tx).unwrap();
+    w.watch("c3", &Cgroup::from_v2_path(d)).unwrap();
+    // Nothing ready: dispatch returns at once, nothing reported.
+    assert!(events.dispatch());
+    assert!(rx.try_recv().is_err());
+
+    fs::write(d.join("memory.events"), "oom 1\noom_kill 1\n").unwrap();
+    let readable = |ms: u16| {
+        let mut fds = [PollFd::new(events.as_fd(), PollFlags::POLLIN)];
+        poll(&mut fds, ms).unwrap() == 1
+    };
+    assert!(readable(5000), "the epoll fd never became readable");
+    assert!(events.dispatch());
+    assert_eq!(rx.try_recv().unwrap(), "c3");
+
+    drop(w);
+    assert!(readable(5000), "dropping the watcher must wake its poller");
+    assert!(!events.dispatch(), "a dropped watcher stops its poller");
+}

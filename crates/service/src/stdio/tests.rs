@@ -261,3 +261,273 @@ fn a_late_reader_of_the_fifo_still_gets_the_output() {
     assert_eq!(got, b"/dev/pts/0\r\n");
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// All copies share one loop: a copy whose destination nobody reads waits
+/// without holding up another process's copy.
+#[test]
+fn a_stuck_copy_does_not_hold_up_the_others() {
+    let (stuck_r, mut stuck_w) = pipe();
+    let (_nobody, stuck_dst) = pipe();
+    let d1 = drain(Duration::from_millis(300));
+    let stuck = spawn_copy_out(stuck_r, stuck_dst, d1.clone()).unwrap();
+    // Fills both pipes; the copy then waits on its destination.
+    let filler = std::thread::spawn(move || {
+        let _ = stuck_w.write_all(&vec![b'x'; 256 * 1024]);
+    });
+    std::thread::sleep(Duration::from_millis(100));
+
+    let (src_r, mut src_w) = pipe();
+    let (dst_r, dst_w) = pipe();
+    let d2 = drain(Duration::from_secs(30));
+    let other = spawn_copy_out(src_r, dst_w, d2.clone()).unwrap();
+    let reader = collect(dst_r);
+    let data: Vec<u8> = (0..1_000_000u32).map(|i| (i % 253) as u8).collect();
+    src_w.write_all(&data).unwrap();
+    drop(src_w);
+    assert_eq!(other.join().unwrap(), CopyEnd::Done);
+    assert_eq!(reader.join().unwrap(), data);
+
+    d1.exited.write(1).unwrap();
+    assert_eq!(stuck.join().unwrap(), CopyEnd::Bound);
+    filler.join().unwrap();
+}
+
+/// A terminal is no pipe: its output is copied through a buffer (splice
+/// refuses it), and the copy ends when the last slave closes.
+#[test]
+fn terminal_output_is_copied_and_ends_when_the_slave_closes() {
+    let pty = nix::pty::openpty(None, None).unwrap();
+    let master = File::from(pty.master);
+    let mut slave = File::from(pty.slave);
+    let (dst_r, dst_w) = pipe();
+    let d = drain(Duration::from_secs(30));
+    let copier = spawn_copy_out(master, dst_w, d.clone()).unwrap();
+    let reader = collect(dst_r);
+    slave.write_all(b"hello from the tty\n").unwrap();
+    drop(slave);
+    assert_eq!(copier.join().unwrap(), CopyEnd::Done);
+    let got = reader.join().unwrap();
+    // The line discipline turns \n into \r\n.
+    assert_eq!(got, b"hello from the tty\r\n");
+}
+
+/// stdin into a terminal: what the client writes reaches the process
+/// reading the slave.
+#[test]
+fn stdin_reaches_a_terminal() {
+    let dir = std::env::temp_dir().join(format!("robust-stdin-tty-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let fifo = dir.join("stdin");
+    nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+    let pty = nix::pty::openpty(None, None).unwrap();
+    let master = File::from(pty.master);
+    let mut slave = File::from(pty.slave);
+    let stop = Arc::new(eventfd().unwrap());
+    let copier = spawn_copy_in(fifo.to_str().unwrap(), master, stop.clone(), "c1").unwrap();
+    let mut wr = OpenOptions::new().write(true).open(&fifo).unwrap();
+    wr.write_all(b"typed\n").unwrap();
+    let mut got = [0u8; 6];
+    slave.read_exact(&mut got).unwrap();
+    assert_eq!(&got, b"typed\n");
+    stop.write(1).unwrap();
+    drop(wr);
+    copier.join().unwrap();
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// A `file://` log: a regular file opened for appending (epoll refuses it,
+/// splice refuses O_APPEND), copied through the buffer.
+#[test]
+fn output_to_a_file_uri_is_appended() {
+    let dir = std::env::temp_dir().join(format!("robust-file-out-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("sub").join("out.log");
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    std::fs::write(&path, b"old\n").unwrap();
+    let dst = super::open_output(&format!("file://{}", path.display())).unwrap();
+    let (src_r, mut src_w) = pipe();
+    let d = drain(Duration::from_secs(30));
+    let copier = spawn_copy_out(src_r, dst, d).unwrap();
+    src_w.write_all(b"new line\n").unwrap();
+    drop(src_w);
+    assert_eq!(copier.join().unwrap(), CopyEnd::Done);
+    assert_eq!(std::fs::read(&path).unwrap(), b"old\nnew line\n");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// CloseIO before any writer opened the FIFO: the process's stdin is
+/// closed at once (it reads EOF).
+#[test]
+fn close_stdin_without_a_writer_closes_the_process_stdin() {
+    let dir = std::env::temp_dir().join(format!("robust-stdin-none-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let fifo = dir.join("stdin");
+    nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+    let (r, w) = pipe();
+    let stop = Arc::new(eventfd().unwrap());
+    let copier = spawn_copy_in(fifo.to_str().unwrap(), w, stop.clone(), "c1").unwrap();
+    let reader = collect(r);
+    std::thread::sleep(Duration::from_millis(100));
+    stop.write(1).unwrap();
+    copier.join().unwrap();
+    assert_eq!(reader.join().unwrap(), b"");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// Until a client opens the stdin FIFO, reading it says EOF, which means
+/// nothing: the process's stdin stays open, and the FIFO keeps its reader
+/// (a client opening it later does not wait, and its bytes go through).
+#[test]
+fn stdin_waits_for_its_writer() {
+    let dir = std::env::temp_dir().join(format!("robust-stdin-wait-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let fifo = dir.join("stdin");
+    nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+    let (r, w) = pipe();
+    let stop = Arc::new(eventfd().unwrap());
+    let copier = spawn_copy_in(fifo.to_str().unwrap(), w, stop.clone(), "c1").unwrap();
+    std::thread::sleep(Duration::from_millis(200));
+    // The process's end: nothing to read, and no EOF.
+    nix::fcntl::fcntl(
+        r.as_raw_fd(),
+        nix::fcntl::FcntlArg::F_SETFL(nix::fcntl::OFlag::O_NONBLOCK),
+    )
+    .unwrap();
+    let mut buf = [0u8; 16];
+    let e = (&r).read(&mut buf).unwrap_err();
+    assert_eq!(
+        e.kind(),
+        std::io::ErrorKind::WouldBlock,
+        "stdin closed early"
+    );
+    // A non-blocking open for writing fails (ENXIO) unless a reader holds
+    // the FIFO: the copy still does.
+    let mut wr = OpenOptions::new()
+        .write(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(&fifo)
+        .expect("the copy let go of the stdin FIFO");
+    wr.write_all(b"late\n").unwrap();
+    drop(wr);
+    nix::fcntl::fcntl(
+        r.as_raw_fd(),
+        nix::fcntl::FcntlArg::F_SETFL(nix::fcntl::OFlag::empty()),
+    )
+    .unwrap();
+    let reader = collect(r);
+    copier.join().unwrap();
+    assert_eq!(reader.join().unwrap(), b"late\n");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// A FIFO at `dir/name`, and a reader of it opened now (non-blocking, so
+/// it never waits for the shim, then blocking) that reads to EOF on a
+/// thread: EOF comes once the shim's copy closed its end.
+fn fifo_reader(dir: &Path, name: &str) -> (String, std::thread::JoinHandle<Vec<u8>>) {
+    let fifo = dir.join(name);
+    nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+    let path = fifo.to_str().unwrap().to_string();
+    (path, {
+        let fifo = fifo.clone();
+        std::thread::spawn(move || {
+            // The shim opens it read-write first: wait for that.
+            std::thread::sleep(Duration::from_millis(100));
+            let r = OpenOptions::new()
+                .read(true)
+                .custom_flags(libc::O_NONBLOCK)
+                .open(&fifo)
+                .unwrap();
+            nix::fcntl::fcntl(
+                r.as_raw_fd(),
+                nix::fcntl::FcntlArg::F_SETFL(nix::fcntl::OFlag::empty()),
+            )
+            .unwrap();
+            let mut got = Vec::new();
+            File::from(OwnedFd::from(r)).read_to_end(&mut got).unwrap();
+            got
+        })
+    })
+}
+
+/// A runtime that takes a container's stdio at its start (runsc, an app
+/// container of a pod): the pipe ends kept at create are the ones whose
+/// other ends the loop's copies serve, so what the process writes after
+/// the start reaches containerd's FIFOs, and stdin reaches the process.
+#[test]
+fn stdio_kept_for_the_start_is_copied_after_it() {
+    let dir = std::env::temp_dir().join(format!("robust-kept-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (stdout, out) = fifo_reader(&dir, "stdout");
+    let (stderr, err) = fifo_reader(&dir, "stderr");
+    let stdin_fifo = dir.join("stdin");
+    nix::unistd::mkfifo(&stdin_fifo, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+    let paths = StdioPaths {
+        stdin: stdin_fifo.to_str().unwrap().to_string(),
+        stdout,
+        stderr,
+        terminal: false,
+    };
+    let mut prepared = prepare(&paths, "c1", "", Duration::from_secs(30)).unwrap();
+    prepared.keep_for_start().unwrap();
+    assert!(
+        prepared.runtime.stdin.is_none()
+            && prepared.runtime.stdout.is_none()
+            && prepared.runtime.stderr.is_none(),
+        "nothing goes to the create"
+    );
+    let io = prepared
+        .finish(&paths, "c1", Duration::from_secs(1))
+        .unwrap();
+    // The start takes them, once.
+    let kept = io.take_for_start().expect("kept for the start");
+    assert!(io.take_for_start().is_none());
+    let mut client_in = OpenOptions::new().write(true).open(&stdin_fifo).unwrap();
+    client_in.write_all(b"ping\n").unwrap();
+    drop(client_in);
+    let mut got_in = Vec::new();
+    File::from(kept.stdin.unwrap())
+        .read_to_end(&mut got_in)
+        .unwrap();
+    assert_eq!(got_in, b"ping\n");
+    File::from(kept.stdout.unwrap())
+        .write_all(b"out\n")
+        .unwrap();
+    File::from(kept.stderr.unwrap())
+        .write_all(b"err\n")
+        .unwrap();
+    // The process's ends are closed (the files above dropped): EOF.
+    io.finish_after_exit();
+    assert_eq!(out.join().unwrap(), b"out\n");
+    assert_eq!(err.join().unwrap(), b"err\n");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// A process whose stdio was kept for a start that never came (its start
+/// failed, or it was killed while created): its exit closes the kept ends,
+/// so the output copies end at EOF, not at the drain bound.
+#[test]
+fn stdio_kept_for_a_start_that_never_came_ends_at_the_exit() {
+    let dir = std::env::temp_dir().join(format!("robust-kept2-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (stdout, out) = fifo_reader(&dir, "stdout");
+    let paths = StdioPaths {
+        stdout,
+        ..Default::default()
+    };
+    let mut prepared = prepare(&paths, "c1", "", Duration::from_secs(30)).unwrap();
+    prepared.keep_for_start().unwrap();
+    let io = prepared
+        .finish(&paths, "c1", Duration::from_secs(1))
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(200));
+    let t = Instant::now();
+    io.finish_after_exit();
+    assert_eq!(out.join().unwrap(), b"");
+    assert!(
+        t.elapsed() < Duration::from_secs(5),
+        "ended at EOF, not at the 30 s bound: {:?}",
+        t.elapsed()
+    );
+    assert!(io.take_for_start().is_none(), "released at the exit");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
