@@ -75,7 +75,7 @@ while IFS=$'\t' read -r cell ctrd runsc what passed failed skipped rc secs; do
     echo "cell $cell failed (log $log):"
     awk '/^---- .* stdout ----$/ { name = $2; inpanic = 0; next }
         name != "" && /panicked at/ { print "  " name ": " $0; inpanic = 1; n = 0; next }
-        inpanic && (/^$/ || /^(note|stack backtrace):/ || ++n > 12) { inpanic = 0; name = ""; next }
+        inpanic && (/^$/ || /^(note|stack backtrace):/ || ++n > 20) { inpanic = 0; name = ""; next }
         inpanic { print "    " $0 }' "$log"
 done <"$summary"
 # the plain closing line: every cell added up
