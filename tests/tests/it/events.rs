@@ -1667,7 +1667,15 @@ shim_test!(events_many_short_containers, limit = 400, |shim| {
             ));
         }
         if starts.len() != 1 {
-            problems.push(format!("{id}: {} /tasks/start: {seq:?}", starts.len()));
+            // each start's pid and place in the stream: one start sent twice, or two starts
+            let detail: Vec<String> = starts
+                .iter()
+                .map(|e| format!("pid {} seq {} ns {}", e.pid, e.seq, e.ns))
+                .collect();
+            problems.push(format!(
+                "{id}: {} /tasks/start ({detail:?}): {seq:?}",
+                starts.len()
+            ));
         } else if let Some(e) = ex.first() {
             if e.seq < starts[0].seq {
                 problems.push(format!("{id}: /tasks/exit before /tasks/start: {seq:?}"));
