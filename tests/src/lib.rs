@@ -880,6 +880,18 @@ pub struct StopRemove {
     pub refusals: Vec<String>,
 }
 
+impl StopRemove {
+    /// `N refusal(s)`, and the first one if any: for a case's measured line.
+    pub fn refusals_summary(&self) -> String {
+        let first = self
+            .refusals
+            .first()
+            .map(|e| format!(", first: {e}"))
+            .unwrap_or_default();
+        format!("{} refusal(s){first}", self.refusals.len())
+    }
+}
+
 /// StopPodSandbox + RemovePodSandbox as kubelet does them: a refusal is retried (every
 /// 200 ms here; kubelet retries at its next sync) until both succeed or `limit` passes
 /// (Err then names the last refusal). containerd 1.7+ refuses RemovePodSandbox while its

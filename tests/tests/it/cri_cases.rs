@@ -403,12 +403,8 @@ shim_test!(cri_dead_shim_pod_removal, limit = 120, |shim| {
     let tag = format!("[cri_dead_shim_pod_removal/{}]", shim.label());
     match &r {
         Ok(r) => eprintln!(
-            "{tag} measured: pod removed {window:.2?} after its shim was killed; {} refusal(s){}",
-            r.refusals.len(),
-            r.refusals
-                .first()
-                .map(|e| format!(", first: {e}"))
-                .unwrap_or_default()
+            "{tag} measured: pod removed {window:.2?} after its shim was killed; {}",
+            r.refusals_summary()
         ),
         Err(e) => eprintln!("{tag} measured: {e}"),
     }

@@ -814,13 +814,9 @@ pub(super) fn stop_remove(api: &Api, pod_id: &str, limit: Duration) -> Duration 
     let r = kubelet_stop_remove(api, pod_id, limit)
         .unwrap_or_else(|e| panic!("stop + remove of the runsc pod: {e}"));
     eprintln!(
-        "runsc pod: StopPodSandbox + RemovePodSandbox {:.1?}, {} refusal(s){}",
+        "runsc pod: StopPodSandbox + RemovePodSandbox {:.1?}, {}",
         r.took,
-        r.refusals.len(),
-        r.refusals
-            .first()
-            .map(|e| format!(", first: {e}"))
-            .unwrap_or_default()
+        r.refusals_summary()
     );
     r.took
 }
@@ -1123,14 +1119,10 @@ robust_test!(
         guard.pod_id = None;
         eprintln!(
             "runsc pod of a dead shim: stopped and removed {:.1?} after the kill ({:.1?} of \
-             StopPodSandbox + RemovePodSandbox, {} refusal(s){})",
+             StopPodSandbox + RemovePodSandbox, {})",
             killed.elapsed(),
             r.took,
-            r.refusals.len(),
-            r.refusals
-                .first()
-                .map(|e| format!(", first: {e}"))
-                .unwrap_or_default()
+            r.refusals_summary()
         );
     }
 );
